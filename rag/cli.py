@@ -1,0 +1,215 @@
+"""The `rag` command line: index folders, query and ask, list and show pipelines.
+
+The CLI owns the terminal: progress bars and tables go to stderr/stdout here, never from the
+library. With `--json` a command prints exactly one JSON document on stdout (errors too, as
+`{"error": {"message", "type"}}`) and everything else goes to stderr.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from rag.core.errors import RagError
+
+__all__ = ["main"]
+
+err = Console(stderr=True)
+out = Console(soft_wrap=True)
+
+
+def _index_path(index: str, index_dir: str | None) -> Path:
+    """`--index NAME` inside `--index-dir` ($RAG_INDEX_DIR, else ./indexes)."""
+    return Path(index_dir or os.environ.get("RAG_INDEX_DIR") or "indexes") / index
+
+
+@contextlib.contextmanager
+def _guard(as_json: bool) -> Iterator[None]:
+    """Turn RagErrors into a one-line message (or a JSON error) and exit status 1."""
+    try:
+        if as_json:  # keep stdout for the one JSON document: anything printed by libraries goes to stderr
+            with contextlib.redirect_stdout(sys.stderr):
+                yield
+        else:
+            yield
+    except RagError as exc:
+        if as_json:
+            click.echo(json.dumps({"error": {"message": str(exc), "type": type(exc).__name__}}))
+        err.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
+        sys.exit(1)
+
+
+def _emit(data: dict[str, Any]) -> None:
+    click.echo(json.dumps(data, ensure_ascii=False, indent=2))
+
+
+@contextlib.contextmanager
+def _progress_bar(enabled: bool) -> Iterator[Callable[[str, int, int], None] | None]:
+    if not enabled or not err.is_terminal:
+        yield None
+        return
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err, transient=True) as bar:
+        tasks: dict[str, Any] = {}
+
+        def update(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        yield update
+
+
+index_option = click.option("--index", "index", default="default", show_default=True, help="Index name.")
+index_dir_option = click.option(
+    "--index-dir", default=None, help="Folder holding the indexes [default: $RAG_INDEX_DIR or ./indexes]."
+)
+pipeline_option = click.option(
+    "--pipeline", default=None, help="Pipeline name (a file in pipelines/) or path to a YAML file."
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="rag")
+def main() -> None:
+    """Retrieval-augmented generation: index folders, query them, ask questions."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@main.command("index")
+@click.argument("path")
+@index_option
+@index_dir_option
+@pipeline_option
+@click.option("--strict", is_flag=True, help="Fail (and write nothing) if any file cannot be read.")
+@click.option("--rebuild", is_flag=True, help="Build the index anew, replacing the old one when done.")
+@click.option("--wait", type=float, default=0.0, help="Seconds to wait for another run holding the index.")
+@json_option
+def index_cmd(
+    path: str,
+    index: str,
+    index_dir: str | None,
+    pipeline: str | None,
+    strict: bool,
+    rebuild: bool,
+    wait: float,
+    as_json: bool,
+) -> None:
+    """Index the documents in folder PATH (only new and changed files are embedded)."""
+    from rag.api import RAG
+
+    with _guard(as_json), _progress_bar(True) as progress:
+        report = RAG(_index_path(index, index_dir), pipeline).index(
+            path, strict=strict, rebuild=rebuild, wait=wait, progress=progress
+        )
+    data = report.to_dict()
+    nothing_indexed = report.failed and not (report.added + report.changed + report.unchanged)
+    if as_json:
+        _emit(data)
+    else:
+        files = data["files"]
+        table = Table(show_header=True, header_style="bold")
+        for column in (*files, "chunks", "embedded", "seconds"):
+            table.add_column(column, justify="right")
+        table.add_row(
+            *(str(v) for v in files.values()),
+            str(report.chunks_total),
+            str(report.chunks_embedded),
+            f"{report.seconds:.1f}",
+        )
+        out.print(table)
+        for failure in report.failures:
+            err.print(f"[yellow]skipped[/yellow] {failure['path']}: {failure['reason']}", highlight=False)
+    if nothing_indexed:
+        err.print("[red]error:[/red] no file could be indexed")
+        sys.exit(1)
+
+
+@main.command("query")
+@click.argument("text")
+@index_option
+@index_dir_option
+@pipeline_option
+@click.option("--top-k", type=click.IntRange(min=1), default=None, help="Number of hits.")
+@json_option
+def query_cmd(
+    text: str, index: str, index_dir: str | None, pipeline: str | None, top_k: int | None, as_json: bool
+) -> None:
+    """Retrieve the chunks that best match TEXT."""
+    from rag.api import RAG
+
+    with _guard(as_json):
+        hits = RAG(_index_path(index, index_dir), pipeline).query(text, top_k=top_k)
+    if as_json:
+        _emit({"hits": [h.to_dict() for h in hits]})
+        return
+    for rank, hit in enumerate(hits, start=1):
+        out.print(f"[bold]{rank}.[/bold] {hit.chunk.path}  [dim]score {hit.score:.4f}[/dim]", highlight=False)
+        out.print("   " + " ".join(hit.chunk.text.split())[:300], highlight=False, markup=False)
+
+
+@main.command("ask")
+@click.argument("question")
+@index_option
+@index_dir_option
+@pipeline_option
+@click.option("--top-k", type=click.IntRange(min=1), default=None, help="Number of passages to retrieve.")
+@json_option
+def ask_cmd(
+    question: str, index: str, index_dir: str | None, pipeline: str | None, top_k: int | None, as_json: bool
+) -> None:
+    """Answer QUESTION from the index, citing the passages used."""
+    from rag.api import RAG
+
+    with _guard(as_json):
+        answer = RAG(_index_path(index, index_dir), pipeline).ask(question, top_k=top_k)
+    if as_json:
+        data = answer.to_dict()
+        _emit({"answer": data["answer"], "citations": data["citations"], "hits": data["hits"], "usage": data["usage"]})
+        return
+    out.print(answer.text, highlight=False, markup=False)
+    out.print()
+    cited = answer.citations or []
+    label = "Sources" if cited else "Passages given to the model (the answer cites none)"
+    out.print(f"[bold]{label}:[/bold]")
+    numbered = [(c.n, c.hit) for c in cited] or list(enumerate(answer.hits, start=1))
+    for n, hit in numbered:
+        pages = hit.chunk.metadata.get("pages")
+        where = f" p. {', '.join(map(str, pages))}" if pages else ""
+        out.print(f"  [{n}] {hit.chunk.path}{where}", highlight=False, markup=False)
+
+
+@main.command("pipelines")
+def pipelines_cmd() -> None:
+    """List the shipped pipelines."""
+    from rag.core.serialization import load_pipeline, shipped_pipelines
+
+    with _guard(False):
+        for name, path in shipped_pipelines().items():
+            out.print(f"[bold]{name}[/bold]  {load_pipeline(path).description}", highlight=False)
+
+
+@main.group("pipeline")
+def pipeline_group() -> None:
+    """Inspect a pipeline."""
+
+
+@pipeline_group.command("show")
+@click.argument("name")
+def pipeline_show(name: str) -> None:
+    """Print pipeline NAME (a shipped name or a YAML path), validated, as YAML."""
+    from rag.core.serialization import dump_pipeline, load_pipeline
+
+    with _guard(False):
+        click.echo(dump_pipeline(load_pipeline(name)), nl=False)

@@ -1,0 +1,276 @@
+"""Bring an index in step with a folder, re-embedding only what changed.
+
+One run: walk the folder; a file whose size and modification time match the chunk store is
+unchanged (a stat, nothing more); otherwise its SHA-256 decides. New and changed files are
+loaded and chunked; chunks whose id (path + content) already exists are kept, not re-embedded.
+Chunks of changed, renamed, deleted and now-unreadable files leave the chunk store and every
+retriever. The new state is written as a new generation and swapped in atomically (see
+`rag.store.index_folder`), under the index's write lock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rag import __version__
+from rag.core.errors import IncompatibleIndexError, InputPathError, LoaderError
+from rag.core.pipeline import Pipeline
+from rag.core.types import Chunk
+from rag.ingest.loaders import load_document
+from rag.ingest.walk import walk_folder
+from rag.retrieve.base import Retriever
+from rag.store.chunk_store import ChunkStore, FileRecord
+from rag.store.index_folder import FORMAT_VERSION, IndexFolder
+
+__all__ = ["IndexReport", "Progress", "index_folder", "retrievers"]
+
+logger = logging.getLogger(__name__)
+
+Progress = Callable[[str, int, int], None]
+"""Called as progress(stage, done, total) while indexing."""
+
+_BATCH = 1024
+
+
+@dataclass
+class IndexReport:
+    """What one indexing run did."""
+
+    added: int = 0
+    changed: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    failed: int = 0
+    failures: list[dict[str, str]] = field(default_factory=list)
+    chunks_total: int = 0
+    chunks_embedded: int = 0
+    seconds: float = 0.0
+    committed: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "files": {k: getattr(self, k) for k in ("added", "changed", "removed", "unchanged", "failed")},
+            "failures": list(self.failures),
+            "chunks": {"total": self.chunks_total, "embedded": self.chunks_embedded},
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def retrievers(pipeline: Pipeline) -> dict[str, Retriever]:
+    """The components of a pipeline whose state lives in the index."""
+    return {n: c for n, c in pipeline.components.items() if isinstance(c, Retriever)}
+
+
+def fingerprint(pipeline: Pipeline) -> dict[str, Any]:
+    """The settings that shape an index's stored state: chunker and retrievers' index settings."""
+    if pipeline.indexing is None:
+        raise IncompatibleIndexError(
+            f"pipeline '{pipeline.name}' has no 'indexing' section (chunker), so it cannot index a folder"
+        )
+    return {
+        "chunker": pipeline.indexing.chunker.to_dict(),
+        "retrievers": {n: {"type": type(r).__name__, **r.index_settings()} for n, r in retrievers(pipeline).items()},
+    }
+
+
+def check_compatible(stored: dict[str, Any], pipeline: Pipeline, index: Path) -> None:
+    """Refuse a pipeline whose chunker or retriever settings differ from the index's."""
+    wanted = fingerprint(pipeline)
+    if stored == wanted:
+        return
+    diff = _first_difference(stored, wanted) or "its settings"
+    raise IncompatibleIndexError(
+        f"index {index} was built with {diff}; index into a new index (--index OTHER) or rebuild this one (--rebuild)"
+    )
+
+
+def _first_difference(old: Any, new: Any, where: str = "") -> str | None:
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in sorted(set(old) | set(new), key=str):
+            found = _first_difference(old.get(key), new.get(key), f"{where}.{key}" if where else str(key))
+            if found:
+                return found
+        return None
+    return None if old == new else f"{where}={old!r} but the pipeline has {where}={new!r}"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def index_folder(
+    folder: str | os.PathLike[str],
+    index_dir: str | os.PathLike[str],
+    pipeline: Pipeline,
+    *,
+    strict: bool = False,
+    rebuild: bool = False,
+    wait: float = 0.0,
+    progress: Progress | None = None,
+) -> IndexReport:
+    """Index `folder` into `index_dir` with `pipeline`; see the module docstring."""
+    started = time.perf_counter()
+    root = Path(folder).expanduser()
+    if not root.is_dir():
+        raise InputPathError(f"cannot index '{folder}': it is not an existing folder; give a folder of documents")
+    root = root.resolve()
+    index = IndexFolder(index_dir)
+    settings = pipeline.indexing
+    wanted = fingerprint(pipeline)  # also checks the pipeline can index at all
+    assert settings is not None
+    with index.lock(wait):
+        previous = None if rebuild else index.current()
+        store = ChunkStore()
+        if previous is not None:
+            manifest = index.manifest(previous)
+            check_compatible(manifest["fingerprint"], pipeline, index.root)
+            if manifest["root"] != str(root):
+                raise IncompatibleIndexError(
+                    f"index {index.root} mirrors the folder {manifest['root']}, not {root}; index this "
+                    "folder into another index (--index OTHER) or rebuild this one (--rebuild)"
+                )
+            store = ChunkStore.load(previous)
+        report = IndexReport()
+        before = set(store.chunks)
+        changed_stat = _sync_files(root, store, settings, pipeline, report, progress)
+        added = [store.chunks[i] for i in store.chunks.keys() - before]
+        removed = before - store.chunks.keys()
+        report.chunks_total = len(store)
+        if strict and report.failed:
+            raise LoaderError(
+                f"{report.failed} file(s) could not be read (first: {report.failures[0]['path']}: "
+                f"{report.failures[0]['reason']}); nothing was written because of --strict"
+            )
+        if previous is None or added or removed or changed_stat:
+            with index.new_generation() as generation:
+                _update_retrievers(pipeline, previous, generation, store, added, removed, progress)
+                store.save(generation)
+                _write_manifest(generation, pipeline, wanted, root, store)
+            report.committed = True
+            report.chunks_embedded = len(added) if retrievers(pipeline) else 0
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _sync_files(
+    root: Path,
+    store: ChunkStore,
+    settings: Any,
+    pipeline: Pipeline,
+    report: IndexReport,
+    progress: Progress | None,
+) -> bool:
+    """Update `store` from the folder; returns whether any file record changed without new chunks."""
+    seen: set[str] = set()
+    todo: list[tuple[Path, str, os.stat_result, str]] = []
+    stat_only = False
+    for path in walk_folder(root, settings.include, settings.exclude):
+        rel = path.relative_to(root).as_posix()
+        seen.add(rel)
+        try:
+            stat = path.stat()
+        except OSError as exc:
+            _fail(report, store, rel, f"cannot read: {exc.strerror or exc}")
+            continue
+        record = store.files.get(rel)
+        if record and record.size == stat.st_size and record.mtime_ns == stat.st_mtime_ns:
+            report.unchanged += 1
+            continue
+        try:
+            digest = _sha256(path)
+        except OSError as exc:
+            _fail(report, store, rel, f"cannot read: {exc.strerror or exc}")
+            continue
+        if record and record.sha256 == digest:
+            store.files[rel] = FileRecord(rel, stat.st_size, stat.st_mtime_ns, digest, record.chunk_ids)
+            report.unchanged += 1
+            stat_only = True
+            continue
+        todo.append((path, rel, stat, digest))
+    for rel in sorted(set(store.files) - seen):
+        store.remove_file(rel)
+        report.removed += 1
+    if todo:
+        chunker = settings.chunker
+        chunker.warm_up()
+        max_bytes = int(settings.max_file_mb * 1024 * 1024)
+        for done, (path, rel, stat, digest) in enumerate(todo, start=1):
+            existed = rel in store.files
+            try:
+                document = load_document(path, root, max_bytes)
+            except LoaderError as exc:
+                _fail(report, store, rel, exc.reason)
+            else:
+                chunks: list[Chunk] = chunker.run(document=document)["chunks"]
+                store.put_file(
+                    FileRecord(rel, stat.st_size, stat.st_mtime_ns, digest, tuple(c.id for c in chunks)), chunks
+                )
+                report.changed += existed
+                report.added += not existed
+            if progress:
+                progress("reading", done, len(todo))
+    return stat_only
+
+
+def _fail(report: IndexReport, store: ChunkStore, rel: str, reason: str) -> None:
+    logger.info("skipped %s: %s", rel, reason)
+    report.failed += 1
+    report.failures.append({"path": rel, "reason": reason})
+    store.remove_file(rel)  # the index never serves what the file no longer says
+
+
+def _update_retrievers(
+    pipeline: Pipeline,
+    previous: Path | None,
+    generation: Path,
+    store: ChunkStore,
+    added: list[Chunk],
+    removed: set[str],
+    progress: Progress | None,
+) -> None:
+    for name, retriever in retrievers(pipeline).items():
+        old = previous / "components" / name if previous else None
+        new = generation / "components" / name
+        if old is not None and not added and not removed:
+            shutil.copytree(old, new, copy_function=os.link)  # unchanged: share the files
+            continue
+        retriever.load(old, store)
+        if removed:
+            retriever.remove(removed)
+        if added:
+            retriever.warm_up()
+            for start in range(0, len(added), _BATCH):
+                retriever.add(added[start : start + _BATCH])
+                if progress:
+                    progress(f"embedding ({name})", min(start + _BATCH, len(added)), len(added))
+        new.mkdir(parents=True)
+        retriever.save(new)
+
+
+def _write_manifest(
+    generation: Path, pipeline: Pipeline, wanted: dict[str, Any], root: Path, store: ChunkStore
+) -> None:
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "rag_version": __version__,
+        "updated": datetime.now(UTC).isoformat(timespec="seconds"),
+        "root": str(root),
+        "fingerprint": wanted,
+        "pipeline": pipeline.to_dict(),
+        "counts": {"files": len(store.files), "chunks": len(store)},
+    }
+    (generation / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")

@@ -1,0 +1,114 @@
+"""Turn one file into a `Document`: the loader is chosen by the file's extension.
+
+A loader takes a path and returns `(text, extras)`; `load_document` adds `title` (the file stem
+when the loader found none), `mtime` and `size`, and turns every problem into a `LoaderError`
+with a short reason. Files with an extension not in `LOADERS` are read as UTF-8 plain text.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from rag.core.errors import LoaderError
+from rag.core.types import Document
+from rag.ingest.loaders._common import (
+    BINARY_DOCUMENT_SUFFIXES,
+    SNIFF_BYTES,
+    Loader,
+    looks_binary,
+    shorten,
+)
+from rag.ingest.loaders.docx import load_docx
+from rag.ingest.loaders.html import load_html
+from rag.ingest.loaders.pdf import load_pdf
+from rag.ingest.loaders.structured import load_csv, load_json, load_jsonl
+from rag.ingest.loaders.text import CODE_LANGUAGES, load_code, load_markdown, load_rst, load_text
+
+__all__ = [
+    "BINARY_DOCUMENT_SUFFIXES",
+    "LOADERS",
+    "SNIFF_BYTES",
+    "Loader",
+    "load_document",
+    "looks_binary",
+    "supported_extensions",
+]
+
+logger = logging.getLogger(__name__)
+
+LOADERS: dict[str, Loader] = {
+    ".txt": load_text,
+    ".text": load_text,
+    ".md": load_markdown,
+    ".markdown": load_markdown,
+    ".rst": load_rst,
+    ".html": load_html,
+    ".htm": load_html,
+    ".xhtml": load_html,
+    ".pdf": load_pdf,
+    ".docx": load_docx,
+    ".json": load_json,
+    ".jsonl": load_jsonl,
+    ".ndjson": load_jsonl,
+    ".csv": load_csv,
+    ".tsv": load_csv,
+    **dict.fromkeys(CODE_LANGUAGES, load_code),
+}
+"""Lower-case extension (with the dot) -> loader."""
+
+_NO_TEXT_HINTS = {
+    ".pdf": "it may be a scanned PDF without a text layer; run OCR on it first",
+    ".docx": "the document has no paragraphs or tables with text",
+}
+DEFAULT_MAX_BYTES = 20 * 1024 * 1024
+
+
+def supported_extensions() -> list[str]:
+    """The extensions with a dedicated loader, sorted; any other text file is read as plain text."""
+    return sorted(LOADERS)
+
+
+def load_document(path: Path, root: Path, max_bytes: int | None = DEFAULT_MAX_BYTES) -> Document:
+    """Load the file at `path` as a Document whose `path` is relative to `root` (POSIX form).
+
+    Raises LoaderError when the file is empty, too large (over `max_bytes`; None: no limit),
+    unreadable, not valid UTF-8, damaged, or has no extractable text.
+    """
+    path = Path(path)
+    relative = _relative(path, Path(root))
+    suffix = path.suffix.lower()
+    try:
+        stat = path.stat()
+        if stat.st_size == 0:
+            raise LoaderError("empty file")
+        if max_bytes is not None and stat.st_size > max_bytes:
+            raise LoaderError(
+                f"file is {_size(stat.st_size)}, over the limit of {_size(max_bytes)}; "
+                "raise the pipeline's indexing.max_file_mb setting to load it"
+            )
+        text, extras = LOADERS.get(suffix, load_text)(path)
+    except LoaderError as exc:
+        raise LoaderError(exc.reason, path=str(path)) from None
+    except OSError as exc:
+        raise LoaderError(f"cannot read: {exc.strerror or shorten(exc)}", path=str(path)) from None
+    except Exception as exc:  # a parser failing in a way its loader did not foresee
+        logger.debug("loader for %s failed", path, exc_info=True)
+        raise LoaderError(f"cannot parse {suffix or 'file'}: {shorten(exc)}", path=str(path)) from None
+    if not text.strip():
+        hint = _NO_TEXT_HINTS.get(suffix, "the file holds only whitespace or markup")
+        raise LoaderError(f"no text could be extracted; {hint}", path=str(path))
+    title = extras.get("title") or path.stem
+    metadata = {**extras, "title": title, "mtime": stat.st_mtime, "size": stat.st_size}
+    return Document(path=relative, text=text, metadata=metadata)
+
+
+def _relative(path: Path, root: Path) -> str:
+    for candidate, base in ((path, root), (path.absolute(), root.absolute())):
+        if candidate.is_relative_to(base):
+            return candidate.relative_to(base).as_posix()
+    raise LoaderError(f"not inside the indexed folder {root}", path=str(path))
+
+
+def _size(n: int) -> str:
+    return f"{n / 1024 / 1024:.1f} MiB ({n:,} bytes)" if n >= 1024 * 1024 else f"{n:,} bytes"

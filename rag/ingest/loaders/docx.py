@@ -1,0 +1,57 @@
+"""Loader for Word documents (python-docx): paragraphs and table rows in document order."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rag.core.errors import LoaderError
+from rag.ingest.loaders._common import shorten
+
+if TYPE_CHECKING:
+    from docx.table import Table
+
+__all__ = ["load_docx"]
+
+
+def load_docx(path: Path) -> tuple[str, dict[str, Any]]:
+    """A .docx file; the title is its core `title` property, else its first heading or paragraph."""
+    import docx
+    from docx.table import Table
+
+    data = path.read_bytes()
+    try:
+        document = docx.Document(io.BytesIO(data))
+        blocks: list[str] = []
+        heading = None
+        for item in document.iter_inner_content():
+            if isinstance(item, Table):
+                if rows := _table_rows(item):
+                    blocks.append("\n".join(rows))
+                continue
+            text = item.text.strip()
+            if text:
+                blocks.append(text)
+                style = item.style.name if item.style is not None else ""
+                if heading is None and (style == "Title" or style.startswith("Heading")):
+                    heading = text
+        title = (document.core_properties.title or "").strip()
+    except Exception as exc:  # zipfile, lxml and python-docx errors on damaged files
+        raise LoaderError(f"corrupt DOCX: {shorten(exc)}") from None
+    title = title or heading or (blocks[0].splitlines()[0] if blocks else None)
+    return "\n\n".join(blocks), {"format": "docx", "title": title}
+
+
+def _table_rows(table: Table) -> list[str]:
+    """One line per row, cells joined by ' | '; merged cells appear once."""
+    rows = []
+    for row in table.rows:
+        cells, seen = [], set()
+        for cell in row.cells:
+            if id(cell._tc) not in seen:
+                seen.add(id(cell._tc))
+                cells.append(" ".join(cell.text.split()))
+        if any(cells):
+            rows.append(" | ".join(cells))
+    return rows

@@ -1,0 +1,155 @@
+"""Find the files to index under a folder.
+
+Patterns are globs matched against a file's path relative to the root, in POSIX form:
+
+- a pattern without `/` matches the file *name* at any depth: `*.md` matches `a/b/c.md`;
+- a pattern with `/` matches the whole relative path: `docs/*.md` matches `docs/x.md` only,
+  and `**` spans any number of folders (none included): `docs/**/*.md` matches `docs/x.md`
+  and `docs/a/b/x.md`; `*` and `?` never cross a `/`; `[abc]` and `[!abc]` are classes.
+
+A file is yielded when it matches an `include` pattern and no `exclude` pattern; a folder that
+matches an `exclude` pattern (`build`, `build/**`) is not entered. Hidden files and folders
+(name starting with `.`, so `.git`, `.hg`, `.svn`, `.venv`), `__pycache__` and `node_modules`
+are skipped, as are binary files (see `is_binary`) and broken symlinks. Symlinked folders are
+followed; every real folder and file is visited once (by device and inode), the first time it
+is met in walk order, so symlink loops terminate and aliases do not duplicate files.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Iterator, Sequence
+from functools import lru_cache
+from pathlib import Path
+
+from rag.core.errors import InputPathError
+from rag.ingest.loaders import BINARY_DOCUMENT_SUFFIXES, SNIFF_BYTES, looks_binary
+
+__all__ = ["SKIPPED_FOLDERS", "is_binary", "match_pattern", "walk_folder"]
+
+logger = logging.getLogger(__name__)
+
+SKIPPED_FOLDERS = frozenset({"__pycache__", "node_modules"})
+"""Folder names never entered (besides hidden ones)."""
+
+
+def walk_folder(root: Path, include: Sequence[str] = ("**/*",), exclude: Sequence[str] = ()) -> Iterator[Path]:
+    """Yield the absolute paths of the files to index under `root`.
+
+    The order is deterministic: depth first, each folder's entries sorted by name. Raises
+    InputPathError when `root` does not exist or is not a folder.
+    """
+    root = Path(root).expanduser()
+    if not root.exists():
+        raise InputPathError(f"folder not found: {root}; check the path, or create the folder first")
+    if not root.is_dir():
+        raise InputPathError(f"not a folder: {root}; pass the folder that holds your documents")
+    root = root.absolute()
+    seen: set[tuple[int, int]] = set()
+    _mark(seen, root.stat())
+    yield from _walk(root, "", tuple(include), tuple(exclude), seen)
+
+
+def is_binary(path: Path) -> bool:
+    """True when `path` is not a PDF/DOCX and its first 8 KiB hold a NUL byte (unreadable: False)."""
+    if Path(path).suffix.lower() in BINARY_DOCUMENT_SUFFIXES:
+        return False
+    try:
+        with open(path, "rb") as handle:
+            return looks_binary(handle.read(SNIFF_BYTES))
+    except OSError:
+        return False  # let the loader report why it cannot be read
+
+
+def match_pattern(relative: str, pattern: str) -> bool:
+    """True when the POSIX relative path matches the glob `pattern` (rules in the module docstring)."""
+    pattern = pattern.removeprefix("./")
+    if "/" not in pattern:
+        relative = relative.rsplit("/", 1)[-1]
+    return _compile(pattern).fullmatch(relative) is not None
+
+
+def _walk(
+    folder: Path,
+    prefix: str,
+    include: tuple[str, ...],
+    exclude: tuple[str, ...],
+    seen: set[tuple[int, int]],
+) -> Iterator[Path]:
+    try:
+        with os.scandir(folder) as scan:
+            entries = sorted(scan, key=lambda e: e.name)
+    except OSError as exc:
+        logger.warning("skipping folder %s: %s", folder, exc.strerror or exc)
+        return
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        relative = prefix + entry.name
+        try:
+            is_dir = entry.is_dir()
+            is_file = not is_dir and entry.is_file()
+            stat = entry.stat() if is_dir or is_file else None
+        except OSError:
+            continue  # vanished or unreadable entry
+        if stat is None:
+            continue  # broken symlink, socket, device, ...
+        if is_dir:
+            if entry.name in SKIPPED_FOLDERS or _prunes(relative, exclude):
+                continue
+            if _mark(seen, stat):
+                yield from _walk(Path(entry.path), relative + "/", include, exclude, seen)
+        elif (
+            _matches_any(relative, include)
+            and not _matches_any(relative, exclude)
+            and not is_binary(Path(entry.path))
+            and _mark(seen, stat)
+        ):
+            yield Path(entry.path)
+
+
+def _mark(seen: set[tuple[int, int]], stat: os.stat_result) -> bool:
+    """Record a real file or folder; False when it was already visited."""
+    key = (stat.st_dev, stat.st_ino)
+    if key in seen:
+        return False
+    seen.add(key)
+    return True
+
+
+def _matches_any(relative: str, patterns: tuple[str, ...]) -> bool:
+    return any(match_pattern(relative, p) for p in patterns)
+
+
+def _prunes(relative: str, patterns: tuple[str, ...]) -> bool:
+    """True when an exclude pattern names this folder itself (`build`) or all under it (`build/**`)."""
+    return any(match_pattern(relative, p) or (p.endswith("/**") and match_pattern(relative, p[:-3])) for p in patterns)
+
+
+@lru_cache(maxsize=256)
+def _compile(pattern: str) -> re.Pattern[str]:
+    out, i = [], 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+        elif pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif pattern[i] == "*":
+            out.append("[^/]*")
+            i += 1
+        elif pattern[i] == "?":
+            out.append("[^/]")
+            i += 1
+        elif pattern[i] == "[" and (end := pattern.find("]", i + 2)) != -1:
+            body = pattern[i + 1 : end].replace("\\", "\\\\")
+            body = "^" + body[1:] if body[0] == "!" else "\\" + body if body[0] == "^" else body
+            out.append(f"[{body}]")
+            i = end + 1
+        else:
+            out.append(re.escape(pattern[i]))
+            i += 1
+    return re.compile("".join(out))

