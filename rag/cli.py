@@ -45,7 +45,7 @@ def _guard(as_json: bool) -> Iterator[None]:
     except RagError as exc:
         if as_json:
             click.echo(json.dumps({"error": {"message": str(exc), "type": type(exc).__name__}}))
-        err.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
+        click.echo(f"error: {exc}", err=True)
         sys.exit(1)
 
 
@@ -77,6 +77,13 @@ index_dir_option = click.option(
 pipeline_option = click.option(
     "--pipeline", default=None, help="Pipeline name (a file in pipelines/) or path to a YAML file."
 )
+allow_option = click.option(
+    "--allow",
+    "allowed",
+    multiple=True,
+    metavar="MODULE.CLASS",
+    help="Allow a component class of your own (full dotted name) in the pipeline file; repeatable.",
+)
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
 
 
@@ -92,6 +99,7 @@ def main() -> None:
 @index_option
 @index_dir_option
 @pipeline_option
+@allow_option
 @click.option("--strict", is_flag=True, help="Fail (and write nothing) if any file cannot be read.")
 @click.option("--rebuild", is_flag=True, help="Build the index anew, replacing the old one when done.")
 @click.option("--wait", type=float, default=0.0, help="Seconds to wait for another run holding the index.")
@@ -101,6 +109,7 @@ def index_cmd(
     index: str,
     index_dir: str | None,
     pipeline: str | None,
+    allowed: tuple[str, ...],
     strict: bool,
     rebuild: bool,
     wait: float,
@@ -110,7 +119,7 @@ def index_cmd(
     from rag.api import RAG
 
     with _guard(as_json), _progress_bar(True) as progress:
-        report = RAG(_index_path(index, index_dir), pipeline).index(
+        report = RAG(_index_path(index, index_dir), pipeline, allowed).index(
             path, strict=strict, rebuild=rebuild, wait=wait, progress=progress
         )
     data = report.to_dict()
@@ -130,9 +139,9 @@ def index_cmd(
         )
         out.print(table)
         for failure in report.failures:
-            err.print(f"[yellow]skipped[/yellow] {failure['path']}: {failure['reason']}", highlight=False)
+            click.echo(f"skipped {failure['path']}: {failure['reason']}", err=True)
     if nothing_indexed:
-        err.print("[red]error:[/red] no file could be indexed")
+        click.echo("error: no file could be indexed; see the reasons above", err=True)
         sys.exit(1)
 
 
@@ -141,16 +150,23 @@ def index_cmd(
 @index_option
 @index_dir_option
 @pipeline_option
+@allow_option
 @click.option("--top-k", type=click.IntRange(min=1), default=None, help="Number of hits.")
 @json_option
 def query_cmd(
-    text: str, index: str, index_dir: str | None, pipeline: str | None, top_k: int | None, as_json: bool
+    text: str,
+    index: str,
+    index_dir: str | None,
+    pipeline: str | None,
+    allowed: tuple[str, ...],
+    top_k: int | None,
+    as_json: bool,
 ) -> None:
     """Retrieve the chunks that best match TEXT."""
     from rag.api import RAG
 
     with _guard(as_json):
-        hits = RAG(_index_path(index, index_dir), pipeline).query(text, top_k=top_k)
+        hits = RAG(_index_path(index, index_dir), pipeline, allowed).query(text, top_k=top_k)
     if as_json:
         _emit({"hits": [h.to_dict() for h in hits]})
         return
@@ -164,16 +180,23 @@ def query_cmd(
 @index_option
 @index_dir_option
 @pipeline_option
+@allow_option
 @click.option("--top-k", type=click.IntRange(min=1), default=None, help="Number of passages to retrieve.")
 @json_option
 def ask_cmd(
-    question: str, index: str, index_dir: str | None, pipeline: str | None, top_k: int | None, as_json: bool
+    question: str,
+    index: str,
+    index_dir: str | None,
+    pipeline: str | None,
+    allowed: tuple[str, ...],
+    top_k: int | None,
+    as_json: bool,
 ) -> None:
     """Answer QUESTION from the index, citing the passages used."""
     from rag.api import RAG
 
     with _guard(as_json):
-        answer = RAG(_index_path(index, index_dir), pipeline).ask(question, top_k=top_k)
+        answer = RAG(_index_path(index, index_dir), pipeline, allowed).ask(question, top_k=top_k)
     if as_json:
         data = answer.to_dict()
         _emit({"answer": data["answer"], "citations": data["citations"], "hits": data["hits"], "usage": data["usage"]})

@@ -17,7 +17,7 @@ ALLOWED = ["tests.fakes.HashRetriever"]
 def fake_pipeline(dim: int = 64, delay: float = 0.0, chunk_size: int = 120) -> Pipeline:
     return Pipeline(
         {"vec": HashRetriever(dim=dim, delay=delay)},
-        inputs=["query"],
+        inputs={"query": ["vec.query"], "top_k": ["vec.top_k"]},
         outputs={"hits": "vec.hits"},
         indexing=IndexingSettings(chunker=RecursiveChunker(chunk_size=chunk_size, chunk_overlap=20, unit="chars")),
         name="fake",

@@ -1,0 +1,145 @@
+"""The CLI through click's runner (in process) and once as a real subprocess."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from rag.cli import main
+from rag.core.serialization import dump_pipeline, loads_pipeline
+from tests.indexing_helpers import ALLOWED, fake_pipeline, make_corpus
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> dict[str, str]:
+    make_corpus(tmp_path / "docs", 4)
+    pipeline_file = tmp_path / "fake.yaml"
+    pipeline_file.write_text(dump_pipeline(fake_pipeline()))
+    return {"docs": str(tmp_path / "docs"), "pipeline": str(pipeline_file), "dir": str(tmp_path / "indexes")}
+
+
+def cli(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def index(setup: dict[str, str], *extra: str) -> tuple[int, str, str]:
+    return cli(
+        "index",
+        setup["docs"],
+        "--index-dir",
+        setup["dir"],
+        "--pipeline",
+        setup["pipeline"],
+        "--allow",
+        ALLOWED[0],
+        *extra,
+    )
+
+
+def test_index_json_report(setup: dict[str, str]) -> None:
+    code, out, _ = index(setup, "--json")
+    assert code == 0
+    data = json.loads(out)
+    assert data["files"] == {"added": 4, "changed": 0, "removed": 0, "unchanged": 0, "failed": 0}
+    assert data["failures"] == [] and data["chunks"]["total"] == data["chunks"]["embedded"] > 0
+    assert isinstance(data["seconds"], float)
+    assert (Path(setup["dir"]) / "default" / "CURRENT").exists()
+    code, out, _ = index(setup, "--json")
+    assert json.loads(out)["files"]["unchanged"] == 4 and json.loads(out)["chunks"]["embedded"] == 0
+
+
+def test_index_human_report_lists_skipped_files(setup: dict[str, str]) -> None:
+    (Path(setup["docs"]) / "empty.txt").write_text("")
+    code, out, err = index(setup)
+    assert code == 0
+    assert "added" in out and "4" in out
+    assert "skipped empty.txt: empty file" in err
+
+
+def test_failures_exit_zero_unless_nothing_was_indexed_or_strict(setup: dict[str, str]) -> None:
+    (Path(setup["docs"]) / "empty.txt").write_text("")
+    code, out, _ = index(setup, "--strict", "--json")
+    assert code == 1 and "--strict" in json.loads(out)["error"]["message"]
+    assert not (Path(setup["dir"]) / "default" / "CURRENT").exists()
+    for f in Path(setup["docs"]).glob("*.md"):
+        f.write_text("")
+    code, out, err = index(setup, "--json")
+    assert code == 1 and json.loads(out)["files"]["failed"] == 5
+    assert "no file could be indexed" in err
+
+
+def test_query_json(setup: dict[str, str]) -> None:
+    index(setup)
+    code, out, _ = cli(
+        "query", "topic2 facts", "--index-dir", setup["dir"], "--allow", ALLOWED[0], "--top-k", "2", "--json"
+    )
+    assert code == 0
+    hits = json.loads(out)["hits"]
+    assert len(hits) == 2 and set(hits[0]) == {"id", "score", "text", "source"}
+    assert hits[0]["source"]["path"] == "doc2.md" and "topic2" in hits[0]["text"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["index", "/no/such/folder"], "not an existing folder"),
+        (["query", "x", "--index", "missing"], "no index at"),
+        (["index", ".", "--pipeline", "nope"], "no pipeline 'nope'"),
+        (["pipeline", "show", "nope"], "no pipeline 'nope'"),
+    ],
+)
+def test_errors_are_one_line_and_exit_nonzero(args: list[str], message: str, tmp_path: Path) -> None:
+    code, out, err = cli(*args, "--index-dir", str(tmp_path)) if args[0] != "pipeline" else cli(*args)
+    assert code == 1 and out == ""
+    assert message in err and err.strip().count("\n") == 0 and "Traceback" not in err
+
+
+def test_malformed_pipeline_file_overwrites_nothing(setup: dict[str, str], tmp_path: Path) -> None:
+    index(setup)
+    current = (Path(setup["dir"]) / "default" / "CURRENT").read_text()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("components:\n  vec: {type: HashRetriver}\n")
+    code, _, err = cli("index", setup["docs"], "--index-dir", setup["dir"], "--pipeline", str(bad))
+    assert code == 1 and "bad.yaml: components.vec: unknown component type 'HashRetriver'" in err
+    assert (Path(setup["dir"]) / "default" / "CURRENT").read_text() == current
+
+
+def test_pipelines_list_and_show() -> None:
+    code, out, _ = cli("pipelines")
+    assert code == 0 and out.startswith("default")
+    code, out, _ = cli("pipeline", "show", "default")
+    assert code == 0 and loads_pipeline(out).name == "default"
+    assert yaml.safe_load(out)["components"]["fusion"]["init"]["k"] == 60
+
+
+def test_json_mode_prints_exactly_one_document_from_the_real_command(setup: dict[str, str]) -> None:
+    root = Path(__file__).resolve().parents[1]
+    command = [str(Path(sys.executable).with_name("rag"))]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    done = subprocess.run(
+        [
+            *command,
+            "index",
+            setup["docs"],
+            "--index-dir",
+            setup["dir"],
+            "--pipeline",
+            setup["pipeline"],
+            "--allow",
+            ALLOWED[0],
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=root,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["files"]["added"] == 4
