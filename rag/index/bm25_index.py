@@ -1,0 +1,201 @@
+"""A BM25 (Okapi) index that stores term counts, so documents can be added and removed.
+
+Rows are documents (by id), columns are terms. Only raw term counts and document lengths are
+stored; idf and the average document length are derived at query time, so they are always those
+of the current corpus. Scores equal `rank_bm25.BM25Okapi(corpus, k1, b, epsilon).get_scores(query)`,
+including its idf floor (a negative idf is replaced by `epsilon * mean idf`).
+
+On disk the index is a folder of plain arrays (`data.npy`, `indices.npy`, `indptr.npy`,
+`doc_lengths.npy`), `ids.json`, `vocabulary.json` (terms in column order) and `manifest.json`.
+Arrays are memory-mapped on load; nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from collections.abc import Collection, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import sparse
+
+from rag.core.errors import IndexNotFoundError, IndexStoreError
+from rag.embed.bm25 import term_frequencies
+
+__all__ = ["BM25Index"]
+
+logger = logging.getLogger(__name__)
+
+FORMAT = "rag.bm25/1"
+_ARRAYS = ("data", "indices", "indptr", "doc_lengths")
+
+
+class BM25Index:
+    """Term counts of tokenized documents, scored with BM25 Okapi at query time."""
+
+    def __init__(self, k1: float = 1.5, b: float = 0.75, epsilon: float = 0.25) -> None:
+        self.k1 = k1
+        self.b = b
+        self.epsilon = epsilon
+        self.ids: list[str] = []
+        self.vocabulary: dict[str, int] = {}
+        self.term_frequencies = sparse.csr_array((0, 0), dtype=np.int32)
+        self.doc_lengths = np.zeros(0, dtype=np.int64)
+        self._rows: dict[str, int] = {}
+        self._cache: tuple[sparse.csc_array, np.ndarray, np.ndarray] | None = None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __contains__(self, doc_id: object) -> bool:
+        return doc_id in self._rows
+
+    def add(self, ids: Sequence[str], documents: Sequence[Sequence[str]]) -> None:
+        """Add documents (token lists) under new, unique ids."""
+        if len(ids) != len(documents):
+            raise ValueError(f"BM25Index.add got {len(ids)} ids for {len(documents)} documents")
+        duplicates = [i for i, n in Counter(ids).items() if n > 1 or i in self._rows]
+        if duplicates:
+            raise IndexStoreError(f"BM25Index.add: ids already in the index or repeated: {duplicates[:5]}")
+        new = term_frequencies(documents, self.vocabulary)
+        old = self.term_frequencies
+        old = sparse.csr_array((old.data, old.indices, old.indptr), shape=(old.shape[0], new.shape[1]))
+        self.term_frequencies = sparse.vstack([old, new], format="csr")
+        lengths = np.fromiter((len(d) for d in documents), dtype=np.int64, count=len(documents))
+        self.doc_lengths = np.concatenate([self.doc_lengths, lengths])
+        self.ids.extend(ids)
+        self._reindex()
+
+    def remove(self, ids: Collection[str]) -> None:
+        """Drop the documents with these ids (unknown ids are ignored) and terms no longer used."""
+        drop = [self._rows[i] for i in set(ids) if i in self._rows]
+        if not drop:
+            return
+        keep = np.ones(len(self.ids), dtype=bool)
+        keep[drop] = False
+        tf = self.term_frequencies[np.flatnonzero(keep)]
+        used = np.bincount(tf.indices, minlength=tf.shape[1]) > 0
+        column = np.cumsum(used) - 1
+        self.term_frequencies = sparse.csr_array(
+            (tf.data, column[tf.indices].astype(np.int32), tf.indptr), shape=(tf.shape[0], int(used.sum()))
+        )
+        self.vocabulary = {t: int(column[c]) for t, c in self.vocabulary.items() if used[c]}
+        self.doc_lengths = self.doc_lengths[keep]
+        self.ids = [i for i, k in zip(self.ids, keep, strict=True) if k]
+        self._reindex()
+
+    def scores(self, query: Sequence[str]) -> np.ndarray:
+        """BM25 score of every document (in `ids` order) for a tokenized query.
+
+        A term repeated in the query counts once per occurrence; unknown terms add nothing.
+        """
+        out = np.zeros(len(self.ids), dtype=np.float64)
+        if not self.ids:
+            return out
+        by_column, idf, norm = self._statistics()
+        for term, times in Counter(query).items():
+            column = self.vocabulary.get(term)
+            if column is None:
+                continue
+            start, end = by_column.indptr[column], by_column.indptr[column + 1]
+            rows = by_column.indices[start:end]
+            tf = by_column.data[start:end].astype(np.float64)
+            out[rows] += times * idf[column] * (tf * (self.k1 + 1) / (tf + norm[rows]))
+        return out
+
+    def search(self, query: Sequence[str], k: int) -> list[tuple[str, float]]:
+        """The `k` best (id, score) pairs among documents sharing a term with `query`.
+
+        Best first, ties broken by id. Scores may be zero or negative on tiny corpora, where
+        BM25 Okapi's idf of a term found in half the documents or more is zero or floored.
+        """
+        if k <= 0 or not self.ids:
+            return []
+        scores = self.scores(query)
+        by_column = self._statistics()[0]
+        columns = {self.vocabulary[t] for t in query if t in self.vocabulary}
+        if not columns:
+            return []
+        rows = [by_column.indices[by_column.indptr[c] : by_column.indptr[c + 1]] for c in columns]
+        candidates = np.unique(np.concatenate(rows))
+        if candidates.size > k:
+            kth = scores[candidates][np.argpartition(-scores[candidates], k - 1)[k - 1]]
+            candidates = candidates[scores[candidates] >= kth]  # keeps every tie of the k-th score
+        best = sorted(candidates.tolist(), key=lambda r: (-scores[r], self.ids[r]))[:k]
+        return [(self.ids[r], float(scores[r])) for r in best]
+
+    def save(self, directory: Path) -> None:
+        """Write the index as new files in `directory` (created if needed; files never overwritten)."""
+        directory.mkdir(parents=True, exist_ok=True)
+        tf = self.term_frequencies
+        arrays = {"data": tf.data, "indices": tf.indices, "indptr": tf.indptr, "doc_lengths": self.doc_lengths}
+        terms = sorted(self.vocabulary, key=self.vocabulary.__getitem__)
+        manifest = {"format": FORMAT, "count": len(self.ids), "vocabulary_size": len(terms)}
+        try:
+            for name, array in arrays.items():
+                with open(directory / f"{name}.npy", "xb") as f:
+                    np.save(f, np.ascontiguousarray(array), allow_pickle=False)
+            _write_json(directory / "ids.json", self.ids)
+            _write_json(directory / "vocabulary.json", terms)
+            _write_json(directory / "manifest.json", manifest)
+        except FileExistsError as exc:
+            raise IndexStoreError(f"BM25Index.save: {exc.filename} already exists; save needs an empty folder") from exc
+        logger.debug("saved BM25 index of %d documents to %s", len(self.ids), directory)
+
+    @classmethod
+    def load(cls, directory: Path, k1: float = 1.5, b: float = 0.75, epsilon: float = 0.25) -> BM25Index:
+        """Open an index written by `save`; the arrays are memory-mapped read-only."""
+        manifest = _read_json(directory / "manifest.json")
+        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+            raise IndexStoreError(f"{directory} is not a BM25 index (expected format {FORMAT!r})")
+        arrays = {n: np.load(directory / f"{n}.npy", mmap_mode="r", allow_pickle=False) for n in _ARRAYS}
+        index = cls(k1=k1, b=b, epsilon=epsilon)
+        index.ids = list(_read_json(directory / "ids.json"))
+        terms = _read_json(directory / "vocabulary.json")
+        index.vocabulary = {t: c for c, t in enumerate(terms)}
+        n, v = len(index.ids), len(terms)
+        if (manifest.get("count"), manifest.get("vocabulary_size")) != (n, v) or len(arrays["indptr"]) != n + 1:
+            raise IndexStoreError(f"BM25 index in {directory} is inconsistent: counts disagree with the manifest")
+        index.term_frequencies = sparse.csr_array(
+            (arrays["data"], arrays["indices"], arrays["indptr"]), shape=(n, v), copy=False
+        )
+        index.doc_lengths = arrays["doc_lengths"]
+        index._reindex()
+        return index
+
+    def _reindex(self) -> None:
+        self._rows = {doc_id: row for row, doc_id in enumerate(self.ids)}
+        self._cache = None
+
+    def _statistics(self) -> tuple[sparse.csc_array, np.ndarray, np.ndarray]:
+        """Column-major counts, floored idf per term, and `k1 * (1 - b + b * dl / avgdl)` per document."""
+        if self._cache is None:
+            n = len(self.ids)
+            by_column = sparse.csc_array(self.term_frequencies)
+            df = np.diff(by_column.indptr).astype(np.float64)  # every stored term occurs (counts > 0)
+            idf = np.log(n - df + 0.5) - np.log(df + 0.5)
+            floor = self.epsilon * idf.mean() if idf.size else 0.0
+            idf[idf < 0] = floor
+            avgdl = float(self.doc_lengths.sum()) / n
+            relative = self.doc_lengths / avgdl if avgdl > 0 else np.zeros(n)
+            norm = self.k1 * (1 - self.b + self.b * relative)
+            self._cache = (by_column, idf, norm)
+        return self._cache
+
+
+def _write_json(path: Path, value: Any) -> None:
+    with open(path, "x", encoding="utf-8") as f:
+        json.dump(value, f, ensure_ascii=False)
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError as exc:
+        raise IndexNotFoundError(f"no BM25 index file {path}; build the index first") from exc
+    except (OSError, ValueError) as exc:
+        raise IndexStoreError(f"cannot read {path}: {exc}") from exc
