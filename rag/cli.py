@@ -92,6 +92,7 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print one JS
 def main() -> None:
     """Retrieval-augmented generation: index folders, query them, ask questions."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # the CLI draws its own progress
 
 
 @main.command("index")

