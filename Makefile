@@ -24,7 +24,7 @@ install: $(VENV)/.installed
 
 demo: install
 	$(BIN)/rag index docs --index demo
-	$(BIN)/rag ask "What happens to an index if indexing is killed halfway?" --index demo
+	$(BIN)/rag ask "Where do built indexes live?" --index demo
 
 test: install
 	$(BIN)/python -m pytest -q

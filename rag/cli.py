@@ -207,11 +207,12 @@ def ask_cmd(
     cited = answer.citations or []
     label = "Sources" if cited else "Passages given to the model (the answer cites none)"
     out.print(f"[bold]{label}:[/bold]")
-    numbered = [(c.n, c.hit) for c in cited] or list(enumerate(answer.hits, start=1))
-    for n, hit in numbered:
+    numbered = [(c.n, c.hit, c.by) for c in cited] or [(n, h, "") for n, h in enumerate(answer.hits, start=1)]
+    for n, hit, by in numbered:
         pages = hit.chunk.metadata.get("pages")
         where = f" p. {', '.join(map(str, pages))}" if pages else ""
-        out.print(f"  [{n}] {hit.chunk.path}{where}", highlight=False, markup=False)
+        how = " (attributed by word overlap)" if by == "overlap" else ""
+        out.print(f"  [{n}] {hit.chunk.path}{where}{how}", highlight=False, markup=False)
 
 
 @main.command("pipelines")

@@ -60,13 +60,18 @@ class Hit:
 
 @dataclass(frozen=True, slots=True)
 class Citation:
-    """A passage the answer cites as `[n]`."""
+    """Passage `[n]` of the prompt, cited by the answer.
+
+    `by` says how: "marker" (the answer contains `[n]`) or "overlap" (the answer has no valid
+    marker and most of its content words come from this passage).
+    """
 
     n: int
     hit: Hit
+    by: str = "marker"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"n": self.n, "id": self.hit.id, "source": self.hit.to_dict()["source"]}
+        return {"n": self.n, "id": self.hit.id, "source": self.hit.to_dict()["source"], "by": self.by}
 
 
 @dataclass(frozen=True, slots=True)

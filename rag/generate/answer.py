@@ -6,12 +6,30 @@ import re
 from typing import Any, ClassVar
 
 from rag.core.component import Component
+from rag.core.errors import ConfigError
 from rag.core.types import Answer, Citation, Hit
+from rag.embed.bm25 import ENGLISH_STOPWORDS
 
 __all__ = ["AnswerBuilder", "cited_numbers"]
 
 _ITEM = r"\d+(?:\s*[-–]\s*\d+)?"
 _MARKER = re.compile(rf"\[\s*({_ITEM}(?:\s*,\s*{_ITEM})*)\s*\]")
+_WORD = re.compile(r"[^\W\d_]{3,}")
+
+
+def content_words(text: str) -> set[str]:
+    """Lower-cased words of three or more letters that are not English stopwords."""
+    return {w for w in _WORD.findall(text.lower()) if w not in ENGLISH_STOPWORDS}
+
+
+def supported_by(reply: str, hits: list[Hit], min_support: float, limit: int = 2) -> list[int]:
+    """Passage numbers holding at least `min_support` of the reply's content words, best first."""
+    words = content_words(_MARKER.sub(" ", reply))
+    if not words:
+        return []
+    support = [(len(words & content_words(h.chunk.text)) / len(words), n) for n, h in enumerate(hits, start=1)]
+    ranked = sorted((s for s in support if s[0] >= min_support), key=lambda s: (-s[0], s[1]))
+    return [n for _, n in ranked[:limit]]
 
 
 def cited_numbers(reply: str, count: int) -> list[int]:
@@ -33,12 +51,21 @@ class AnswerBuilder(Component):
     """Turn a reply into an `Answer` whose citations are the valid `[n]` markers it contains.
 
     `hits` are the passages the prompt showed, so marker `[n]` refers to `hits[n - 1]`. Markers
-    outside 1..len(hits) are ignored; a reply that cites nothing valid has no citations.
+    outside 1..len(hits) are ignored. A reply with no valid marker is attributed by overlap when
+    `min_support` is set: the (at most two) passages that contain at least that share of the reply's
+    content words are cited with `by="overlap"`; otherwise the answer has no citations.
     """
 
     outputs: ClassVar[dict[str, Any]] = {"answer": Answer}
 
+    def __init__(self, min_support: float | None = 0.5) -> None:
+        if min_support is not None and not 0 < min_support <= 1:
+            raise ConfigError(f"AnswerBuilder: min_support must be in (0, 1] or None, got {min_support}")
+        self.min_support = min_support
+
     def run(self, reply: str, hits: list[Hit], usage: dict[str, int] | None = None) -> dict[str, Any]:
         """The `Answer` for `reply` over `hits`, with the token `usage` of the generator."""
         citations = [Citation(n, hits[n - 1]) for n in cited_numbers(reply, len(hits))]
+        if not citations and self.min_support is not None:
+            citations = [Citation(n, hits[n - 1], "overlap") for n in supported_by(reply, hits, self.min_support)]
         return {"answer": Answer(reply.strip(), citations, list(hits), dict(usage or {}))}

@@ -57,3 +57,27 @@ def test_usage_is_copied_and_defaults_to_empty() -> None:
 
 def test_text_is_stripped() -> None:
     assert build("  Paris [1].\n").text == "Paris [1]."
+
+
+PASSAGES = [
+    Hit(Chunk("a", "otters.md", "Sea otters eat urchins and crabs, opening shells with stones.", 0, 60), 1.0),
+    Hit(Chunk("b", "etna.md", "Mount Etna is an active volcano in Sicily.", 0, 42), 0.5),
+]
+
+
+def test_unmarked_reply_is_attributed_to_the_passage_it_repeats() -> None:
+    answer = AnswerBuilder().run("Sea otters open shells with stones.", PASSAGES)["answer"]
+    assert [(c.n, c.by) for c in answer.citations] == [(1, "overlap")]
+    assert answer.citations[0].to_dict()["by"] == "overlap"
+
+
+def test_unsupported_reply_gets_no_citation() -> None:
+    answer = AnswerBuilder().run("Penguins live in Antarctica and swim fast.", PASSAGES)["answer"]
+    assert answer.citations == []
+
+
+def test_markers_win_over_overlap_and_attribution_can_be_switched_off() -> None:
+    marked = AnswerBuilder().run("Etna erupts [2]. Sea otters open shells with stones.", PASSAGES)["answer"]
+    assert [(c.n, c.by) for c in marked.citations] == [(2, "marker")]
+    plain = AnswerBuilder(min_support=None).run("Sea otters open shells with stones.", PASSAGES)["answer"]
+    assert plain.citations == []
