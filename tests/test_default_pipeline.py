@@ -49,8 +49,7 @@ def test_ask_answers_from_the_passages_with_citations(indexed: tuple[Path, Path]
     assert answer.text.strip()
     assert answer.hits and answer.hits[0].chunk.path == "bread.md"
     assert answer.usage["completion_tokens"] > 0 and answer.usage["prompt_tokens"] > 50
-    for citation in answer.citations:
-        assert 1 <= citation.n <= len(answer.hits) and citation.hit is answer.hits[citation.n - 1]
+    assert all(c.hit is answer.hits[c.n - 1] and c.n > 0 for c in answer.citations)
     assert any(word in answer.text.lower() for word in ("yeast", "carbon", "gas", "ferment"))
 
 
