@@ -147,7 +147,8 @@ def index_folder(
         report = IndexReport()
         before = set(store.chunks)
         changed_stat = _sync_files(root, store, settings, pipeline, report, progress)
-        added = [store.chunks[i] for i in store.chunks.keys() - before]
+        # by length, so each embedding call pads little (as one call over everything would)
+        added = sorted((store.chunks[i] for i in store.chunks.keys() - before), key=lambda c: (len(c.text), c.id))
         removed = before - store.chunks.keys()
         report.chunks_total = len(store)
         if strict and report.failed:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from rag.core.errors import ConfigError, MissingDependencyError, ModelLoadError
+from rag.devices import torch_device
 from rag.models import resolve_model
 
 if TYPE_CHECKING:
@@ -93,18 +94,10 @@ class SentenceTransformerEmbedder:
 
     def _load(self) -> SentenceTransformer:
         try:
-            import torch
             from sentence_transformers import SentenceTransformer
         except ImportError as exc:
             raise MissingDependencyError("sentence-transformers", "embed", "dense embeddings") from exc
-        device = self.device
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        elif device == "cuda" and not torch.cuda.is_available():
-            raise ConfigError(
-                "embedding device='cuda' was asked for but CUDA is not available on this machine "
-                f"(torch {torch.__version__}); use device='cpu' or device='auto'"
-            )
+        device = torch_device(self.device, "SentenceTransformerEmbedder")
         path = resolve_model(self.model)
         logger.info("loading embedding model %s from %s on %s", self.model, path, device)
         try:

@@ -13,13 +13,14 @@ from typing import Any, ClassVar
 
 from rag.core.component import Component
 from rag.core.errors import ConfigError, MissingDependencyError, ModelLoadError
+from rag.devices import TORCH_DEVICES, torch_device
 from rag.models import resolve_model
 
 __all__ = ["TransformersGenerator"]
 
 logger = logging.getLogger(__name__)
 
-_DEVICES = ("auto", "cpu", "cuda")
+
 _DTYPES = ("float32", "float16", "bfloat16")
 
 
@@ -60,8 +61,8 @@ class TransformersGenerator(Component):
             problems.append(f"repetition_penalty must be a number > 0 (1 disables it), got {repetition_penalty!r}")
         if seed is not None and (not _is_int(seed) or seed < 0):
             problems.append(f"seed must be None or an integer >= 0, got {seed!r}")
-        if device not in _DEVICES:
-            problems.append(f"device must be one of {', '.join(_DEVICES)}, got {device!r}")
+        if device not in TORCH_DEVICES:
+            problems.append(f"device must be one of {', '.join(TORCH_DEVICES)}, got {device!r}")
         if dtype not in _DTYPES:
             problems.append(f"dtype must be one of {', '.join(_DTYPES)}, got {dtype!r}")
         if problems:
@@ -88,14 +89,7 @@ class TransformersGenerator(Component):
             import transformers
         except ImportError as exc:
             raise MissingDependencyError("transformers", "generate", "TransformersGenerator") from exc
-        device = self.device
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        elif device == "cuda" and not torch.cuda.is_available():
-            raise ConfigError(
-                "TransformersGenerator: device='cuda' but torch sees no CUDA GPU; "
-                "use device='cpu' or 'auto', or install a CUDA build of torch"
-            )
+        device = torch_device(self.device, "TransformersGenerator")
         path = resolve_model(self.model)
         try:
             tokenizer = transformers.AutoTokenizer.from_pretrained(path)

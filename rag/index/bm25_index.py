@@ -12,18 +12,17 @@ Arrays are memory-mapped on load; nothing is pickled.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import Counter
 from collections.abc import Collection, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from scipy import sparse
 
-from rag.core.errors import IndexNotFoundError, IndexStoreError
+from rag.core.errors import IndexStoreError
 from rag.embed.bm25 import term_frequencies
+from rag.index.files import read_json, write_json
 
 __all__ = ["BM25Index"]
 
@@ -138,9 +137,9 @@ class BM25Index:
             for name, array in arrays.items():
                 with open(directory / f"{name}.npy", "xb") as f:
                     np.save(f, np.ascontiguousarray(array), allow_pickle=False)
-            _write_json(directory / "ids.json", self.ids)
-            _write_json(directory / "vocabulary.json", terms)
-            _write_json(directory / "manifest.json", manifest)
+            write_json(directory / "ids.json", self.ids)
+            write_json(directory / "vocabulary.json", terms)
+            write_json(directory / "manifest.json", manifest)
         except FileExistsError as exc:
             raise IndexStoreError(f"BM25Index.save: {exc.filename} already exists; save needs an empty folder") from exc
         logger.debug("saved BM25 index of %d documents to %s", len(self.ids), directory)
@@ -148,13 +147,13 @@ class BM25Index:
     @classmethod
     def load(cls, directory: Path, k1: float = 1.5, b: float = 0.75, epsilon: float = 0.25) -> BM25Index:
         """Open an index written by `save`; the arrays are memory-mapped read-only."""
-        manifest = _read_json(directory / "manifest.json")
+        manifest = read_json(directory / "manifest.json")
         if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
             raise IndexStoreError(f"{directory} is not a BM25 index (expected format {FORMAT!r})")
         arrays = {n: np.load(directory / f"{n}.npy", mmap_mode="r", allow_pickle=False) for n in _ARRAYS}
         index = cls(k1=k1, b=b, epsilon=epsilon)
-        index.ids = list(_read_json(directory / "ids.json"))
-        terms = _read_json(directory / "vocabulary.json")
+        index.ids = list(read_json(directory / "ids.json"))
+        terms = read_json(directory / "vocabulary.json")
         index.vocabulary = {t: c for c, t in enumerate(terms)}
         n, v = len(index.ids), len(terms)
         if (manifest.get("count"), manifest.get("vocabulary_size")) != (n, v) or len(arrays["indptr"]) != n + 1:
@@ -184,18 +183,3 @@ class BM25Index:
             norm = self.k1 * (1 - self.b + self.b * relative)
             self._cache = (by_column, idf, norm)
         return self._cache
-
-
-def _write_json(path: Path, value: Any) -> None:
-    with open(path, "x", encoding="utf-8") as f:
-        json.dump(value, f, ensure_ascii=False)
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except FileNotFoundError as exc:
-        raise IndexNotFoundError(f"no BM25 index file {path}; build the index first") from exc
-    except (OSError, ValueError) as exc:
-        raise IndexStoreError(f"cannot read {path}: {exc}") from exc

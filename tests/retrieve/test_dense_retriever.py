@@ -86,7 +86,13 @@ def test_ties_are_broken_by_id(hashed):
 
 def test_index_settings_keep_query_time_settings_out():
     retriever = DenseRetriever(model="some/model", top_k=3, batch_size=8, device="cpu", normalize=False)
-    assert retriever.index_settings() == {"model": "some/model", "normalize": False}
+    assert retriever.index_settings() == {
+        "model": "some/model",
+        "normalize": False,
+        "precision": "float32",
+        "truncate_dim": None,
+        "factory": "Flat",
+    }
 
 
 def test_use_before_load_is_an_error():
@@ -180,7 +186,7 @@ class TestMiniLM:
 
         if torch.cuda.is_available():
             pytest.skip("this machine has CUDA")
-        with pytest.raises(ConfigError, match="CUDA is not available"):
+        with pytest.raises(ConfigError, match="device=.cuda. was asked for but torch .* sees no CUDA GPU"):
             DenseRetriever(device="cuda").warm_up()
 
     def test_a_model_that_cannot_load_names_model_path_and_package(self, tmp_path):
