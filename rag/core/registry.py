@@ -22,6 +22,7 @@ BUILTIN_COMPONENTS: dict[str, str] = {
     "ReciprocalRankFusion": "rag.fuse.rrf:ReciprocalRankFusion",
     "PromptBuilder": "rag.generate.prompt:PromptBuilder",
     "TransformersGenerator": "rag.generate.transformers_generator:TransformersGenerator",
+    "OpenAIGenerator": "rag.generate.openai_generator:OpenAIGenerator",
     "AnswerBuilder": "rag.generate.answer:AnswerBuilder",
     "RecursiveChunker": "rag.ingest.chunkers.recursive:RecursiveChunker",
     "MarkdownChunker": "rag.ingest.chunkers.markdown:MarkdownChunker",
