@@ -186,7 +186,7 @@ class TestMiniLM:
 
         if torch.cuda.is_available():
             pytest.skip("this machine has CUDA")
-        with pytest.raises(ConfigError, match="device=.cuda. was asked for but torch .* sees no CUDA GPU"):
+        with pytest.raises(ConfigError, match=r"device=.cuda. was asked for but torch .* sees no CUDA GPU"):
             DenseRetriever(device="cuda").warm_up()
 
     def test_a_model_that_cannot_load_names_model_path_and_package(self, tmp_path):
