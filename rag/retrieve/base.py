@@ -21,13 +21,19 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from rag.core.component import Component
+from rag.core.errors import IndexStoreError
 from rag.core.types import Chunk, ChunkLookup, Hit
 
 __all__ = ["Retriever"]
 
 
 class Retriever(Component):
-    """A component that is indexed from chunks and answers `run(query, top_k)` with hits."""
+    """A component that is indexed from chunks and answers `run(query, top_k)` with hits.
+
+    Subclasses that keep an index object (with `remove`, `save`, `__len__` and `in`) in `_index` and
+    the lookup in `_chunks` inherit `remove`, `save` and `__len__`; `_new_texts` and `_hits` do the
+    bookkeeping around their own embedding and search.
+    """
 
     outputs: ClassVar[dict[str, Any]] = {"hits": list[Hit]}
     query_settings: ClassVar[frozenset[str]] = frozenset({"top_k", "batch_size", "device"})
@@ -43,14 +49,38 @@ class Retriever(Component):
     def add(self, chunks: Sequence[Chunk]) -> None:
         raise NotImplementedError
 
+    _index: Any = None
+    _chunks: ChunkLookup | None = None
+
     def remove(self, ids: Collection[str]) -> None:
-        raise NotImplementedError
+        """Drop these chunks (unknown ids are ignored); nothing is re-embedded."""
+        self._loaded()[0].remove(ids)
 
     def save(self, directory: Path) -> None:
-        raise NotImplementedError
+        """Write the index into `directory`, as new files."""
+        self._loaded()[0].save(directory)
 
     def __len__(self) -> int:
-        raise NotImplementedError
+        return len(self._loaded()[0])
+
+    def _loaded(self) -> tuple[Any, ChunkLookup]:
+        if self._index is None or self._chunks is None:
+            raise IndexStoreError(f"{type(self).__name__} has no index; call load(directory or None, chunks) first")
+        return self._index, self._chunks
+
+    def _new_texts(self, chunks: Sequence[Chunk]) -> dict[str, str]:
+        """id -> text of the chunks not indexed yet, each id once (nothing is embedded twice)."""
+        index = self._loaded()[0]
+        fresh: dict[str, str] = {}
+        for chunk in chunks:
+            if chunk.id not in index:
+                fresh.setdefault(chunk.id, chunk.text)
+        return fresh
+
+    def _hits(self, ranked: Sequence[tuple[str, float]]) -> list[Hit]:
+        """Hits for (id, score) pairs, in their order, with chunks from the lookup."""
+        found = self._loaded()[1].get([chunk_id for chunk_id, _ in ranked])
+        return [Hit(chunk, score) for chunk, (_, score) in zip(found, ranked, strict=True)]
 
     def run(self, query: str, top_k: int | None = None) -> dict[str, list[Hit]]:
         raise NotImplementedError

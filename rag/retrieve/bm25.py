@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
-from rag.core.errors import ConfigError, IndexStoreError
+from rag.core.errors import ConfigError
 from rag.core.types import Chunk, ChunkLookup, Hit
 from rag.embed.bm25 import STEMMERS, BM25Tokenizer
 from rag.index.bm25_index import BM25Index
@@ -65,41 +65,15 @@ class BM25Retriever(Retriever):
 
     def add(self, chunks: Sequence[Chunk]) -> None:
         """Index new chunks; ids already indexed (or repeated) are skipped, not indexed twice."""
-        index, _ = self._loaded()
-        fresh: dict[str, str] = {}
-        for chunk in chunks:
-            if chunk.id not in index:
-                fresh.setdefault(chunk.id, chunk.text)
-        if len(fresh) < len(chunks):
-            logger.debug("BM25Retriever.add: skipped %d already indexed chunks", len(chunks) - len(fresh))
-        index.add(list(fresh), self._tokenize().tokenize(fresh.values()))
-
-    def remove(self, ids: Collection[str]) -> None:
-        """Drop these chunks from the index (unknown ids are ignored)."""
-        self._loaded()[0].remove(ids)
-
-    def save(self, directory: Path) -> None:
-        """Write the index into `directory`, as new files."""
-        self._loaded()[0].save(directory)
-
-    def __len__(self) -> int:
-        return len(self._loaded()[0])
+        fresh = self._new_texts(chunks)
+        self._loaded()[0].add(list(fresh), self._tokenize().tokenize(fresh.values()))
 
     def run(self, query: str, top_k: int | None = None) -> dict[str, list[Hit]]:
         """The `top_k` chunks with the best BM25 score for `query`, best first (ties by id)."""
-        index, lookup = self._loaded()
-        ranked = index.search(self._tokenize()(query), top_k or self.top_k)
-        if not ranked:
-            return {"hits": []}
-        found = lookup.get([doc_id for doc_id, _ in ranked])
-        return {"hits": [Hit(chunk, score) for chunk, (_, score) in zip(found, ranked, strict=True)]}
+        ranked = self._loaded()[0].search(self._tokenize()(query), top_k or self.top_k)
+        return {"hits": self._hits(ranked)}
 
     def _tokenize(self) -> BM25Tokenizer:
         if self._tokenizer is None:
             self._tokenizer = BM25Tokenizer(lowercase=self.lowercase, stopwords=self.stopwords, stemmer=self.stemmer)
         return self._tokenizer
-
-    def _loaded(self) -> tuple[BM25Index, ChunkLookup]:
-        if self._index is None or self._chunks is None:
-            raise IndexStoreError("BM25Retriever has no index; call load(directory or None, chunks) first")
-        return self._index, self._chunks

@@ -15,7 +15,7 @@ loaded by `warm_up()` (or the first call that needs it) and faiss at the first s
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -117,37 +117,20 @@ class DenseRetriever(Retriever):
 
     def add(self, chunks: Sequence[Chunk]) -> None:
         """Embed and index new chunks, in batches; ids already indexed (or repeated) are skipped."""
-        index, _ = self._loaded()
-        fresh: dict[str, str] = {}
-        for chunk in chunks:
-            if chunk.id not in index:
-                fresh.setdefault(chunk.id, chunk.text)
-        if len(fresh) < len(chunks):
-            logger.debug("DenseRetriever.add: skipped %d already indexed chunks", len(chunks) - len(fresh))
+        fresh = self._new_texts(chunks)
         if fresh:
             logger.info("embedding %d chunks with %s", len(fresh), self.model)
-            index.add(list(fresh), self._truncated(self._embedder.encode_documents(list(fresh.values()))))
-
-    def remove(self, ids: Collection[str]) -> None:
-        """Drop these chunks' vectors (unknown ids are ignored); nothing is re-embedded."""
-        self._loaded()[0].remove(ids)
-
-    def save(self, directory: Path) -> None:
-        """Write the vectors into `directory`, as new files."""
-        self._loaded()[0].save(directory)
-
-    def __len__(self) -> int:
-        return len(self._loaded()[0])
+            vectors = self._embedder.encode_documents(list(fresh.values()))
+            self._loaded()[0].add(list(fresh), self._truncated(vectors))
 
     def run(self, query: str, top_k: int | None = None) -> dict[str, list[Hit]]:
         """The `top_k` chunks whose embeddings best match `query`'s, best first (ties by id)."""
-        index, lookup = self._loaded()
+        index = self._loaded()[0]
         if not len(index):
             return {"hits": []}
         scores, ids = index.search(self._truncated(self._embedder.encode_queries([query])), top_k or self.top_k)
         ranked = sorted(zip(ids[0], scores[0].tolist(), strict=False), key=lambda pair: (-pair[1], pair[0]))
-        found = lookup.get([doc_id for doc_id, _ in ranked])
-        return {"hits": [Hit(chunk, score) for chunk, (_, score) in zip(found, ranked, strict=True)]}
+        return {"hits": self._hits(ranked)}
 
     def _empty_index(self) -> FaissIndex | BinaryFaissIndex:
         if self.precision == "binary":
@@ -175,8 +158,3 @@ class DenseRetriever(Retriever):
         if self.normalize:
             vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
         return np.ascontiguousarray(vectors, dtype=np.float32)
-
-    def _loaded(self) -> tuple[FaissIndex | BinaryFaissIndex, ChunkLookup]:
-        if self._index is None or self._chunks is None:
-            raise IndexStoreError("DenseRetriever has no index; call load(directory or None, chunks) first")
-        return self._index, self._chunks
