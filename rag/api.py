@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Collection
+import queue
+import threading
+from collections.abc import Callable, Collection, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
-from rag.core.errors import PipelineError
+from rag.core.errors import GenerationCancelled, PipelineError
 from rag.core.pipeline import Pipeline
 from rag.core.serialization import load_pipeline, pipeline_from_dict
 from rag.core.types import Answer, Hit
@@ -72,19 +75,75 @@ class RAG:
         """The pipeline's retrieval hits for `query`."""
         return self._run(query, top_k, "hits")
 
-    def ask(self, question: str, top_k: int | None = None) -> Answer:
-        """An answer generated from the retrieved passages, with numbered citations."""
-        return self._run(question, top_k, "answer")
+    def ask(
+        self,
+        question: str,
+        top_k: int | None = None,
+        decoding: Mapping[str, Any] | None = None,
+        on_token: Callable[[str], None] | None = None,
+    ) -> Answer:
+        """An answer generated from the retrieved passages, with numbered citations.
 
-    def _run(self, query: str, top_k: int | None, output: str):  # type: ignore[no-untyped-def]
+        `decoding` overrides the generator's decoding options for this question (see
+        `rag.generate.decoding.DecodingConfig`); `on_token` is called with each piece of text as
+        it is generated.
+        """
+        extra: dict[str, Any] = {}
+        if decoding:
+            extra["decoding"] = dict(decoding)
+        if on_token is not None:
+            extra["on_token"] = on_token
+        return self._run(question, top_k, "answer", extra)
+
+    def ask_stream(
+        self, question: str, top_k: int | None = None, decoding: Mapping[str, Any] | None = None
+    ) -> Iterator[str | Answer]:
+        """The answer's text pieces as they are generated, then the final `Answer` as the last item.
+
+        Generation runs in a worker thread; closing the iterator early stops it at the next piece.
+        """
+        pieces: queue.Queue[tuple[str, Any]] = queue.Queue()
+        stop = threading.Event()
+
+        def on_token(piece: str) -> None:
+            if stop.is_set():
+                raise GenerationCancelled("the reader of the stream went away")
+            pieces.put(("piece", piece))
+
+        def work() -> None:
+            try:
+                pieces.put(("answer", self.ask(question, top_k, decoding, on_token)))
+            except BaseException as exc:  # handed to the reading thread, which raises it
+                pieces.put(("error", exc))
+
+        worker = threading.Thread(target=work, name="rag-ask-stream", daemon=True)
+        worker.start()
+        try:
+            while True:
+                kind, value = pieces.get()
+                if kind == "error":
+                    raise value
+                yield value
+                if kind == "answer":
+                    return
+        finally:
+            stop.set()
+
+    def _run(self, query: str, top_k: int | None, output: str, extra: Mapping[str, Any] | None = None) -> Any:
         pipeline = self.pipeline
         if output not in pipeline.outputs:
             raise PipelineError(
                 f"pipeline '{pipeline.name}' has no '{output}' output (outputs: {', '.join(pipeline.outputs)}); "
                 f"declare one under 'outputs' in the pipeline file"
             )
+        for name in extra or {}:
+            if name not in pipeline.inputs:
+                raise PipelineError(
+                    f"pipeline '{pipeline.name}' takes no '{name}' input (inputs: {', '.join(pipeline.inputs)}); "
+                    f"connect it to the generator under 'inputs' in the pipeline file ({name}: [generator.{name}])"
+                )
         self._load()
-        inputs: dict[str, object] = {"query": query}
+        inputs: dict[str, object] = {"query": query, **(extra or {})}
         if top_k is not None and "top_k" in pipeline.inputs:
             inputs["top_k"] = top_k
         return pipeline.run(inputs, outputs=[output])[output]

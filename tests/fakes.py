@@ -6,11 +6,13 @@ import hashlib
 import json
 import re
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 
+from rag.core.component import Component
 from rag.core.types import Chunk, ChunkLookup, Hit
 from rag.retrieve.base import Retriever
 
@@ -76,3 +78,33 @@ class HashRetriever(Retriever):
         order = np.argsort(-scores, kind="stable")[: top_k or self.top_k]
         chunks = self.chunks.get([self.ids[i] for i in order])
         return {"hits": [Hit(c, float(scores[i])) for c, i in zip(chunks, order, strict=True)]}
+
+
+class EchoGenerator(Component):
+    """Replies with the first words of the last message, one word per streamed piece.
+
+    Honours the generator contract: `run(messages, decoding=None, on_token=None)`; `decoding`
+    may set `max_tokens` (words here). Records the decoding options of its last call.
+    """
+
+    outputs: ClassVar[dict[str, Any]] = {"reply": str, "usage": dict[str, int], "candidates": list[dict[str, Any]]}
+
+    def __init__(self, max_tokens: int = 8) -> None:
+        self.max_tokens = max_tokens
+        self.last_decoding: dict[str, Any] | None = None
+
+    def run(
+        self,
+        messages: list[dict[str, str]],
+        decoding: dict[str, Any] | None = None,
+        on_token: Callable[[str], None] | None = None,
+    ) -> dict[str, Any]:
+        self.last_decoding = decoding
+        limit = (decoding or {}).get("max_tokens", self.max_tokens)
+        words = messages[-1]["content"].split()[:limit]
+        pieces = [w if i == 0 else " " + w for i, w in enumerate(words)]
+        for piece in pieces:
+            if on_token is not None:
+                on_token(piece)
+        usage = {"prompt_tokens": sum(len(m["content"].split()) for m in messages), "completion_tokens": len(words)}
+        return {"reply": "".join(pieces), "usage": usage, "candidates": []}

@@ -6,6 +6,8 @@
     ├── MissingDependencyError   an optional extra is not installed (also an ImportError)
     ├── ModelLoadError           a model could not be found or loaded
     ├── LoaderError              one document could not be read (reported, then skipped)
+    ├── GenerationError          a generator failed while generating
+    │   └── GenerationCancelled  the consumer of a stream stopped reading (raised from on_token)
     ├── InputPathError           a folder or file given by the user does not exist or is unusable
     └── IndexStoreError          an index folder that cannot be used
         ├── IndexNotFoundError
@@ -19,6 +21,8 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigError",
+    "GenerationCancelled",
+    "GenerationError",
     "IncompatibleIndexError",
     "IndexLockedError",
     "IndexNotFoundError",
@@ -70,6 +74,14 @@ class LoaderError(RagError):
         super().__init__(f"{path}: {reason}" if path else reason)
         self.reason = reason
         self.path = path
+
+
+class GenerationError(RagError):
+    """A generator failed while generating (the model or server broke off)."""
+
+
+class GenerationCancelled(GenerationError):
+    """Generation was stopped because whoever read the streamed text went away."""
 
 
 class InputPathError(RagError):

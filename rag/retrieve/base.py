@@ -84,3 +84,7 @@ class Retriever(Component):
 
     def run(self, query: str, top_k: int | None = None) -> dict[str, list[Hit]]:
         raise NotImplementedError
+
+    def run_batch(self, queries: Sequence[str], top_k: int | None = None) -> list[list[Hit]]:
+        """The hits of each query, in order; retrievers that can batch the work override this."""
+        return [self.run(query, top_k)["hits"] for query in queries]
