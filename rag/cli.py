@@ -215,6 +215,68 @@ def ask_cmd(
         out.print(f"  [{n}] {hit.chunk.path}{where}{how}", highlight=False, markup=False)
 
 
+@main.command("eval")
+@click.argument("dataset_dir")
+@pipeline_option
+@allow_option
+@click.option("--split", default="test", show_default=True, help="Which qrels/SPLIT.tsv to score against.")
+@click.option("--top-k", type=click.IntRange(min=1), default=100, show_default=True, help="Documents ranked per query.")
+@click.option(
+    "--chunking",
+    type=click.Choice(["document", "pipeline"]),
+    default="document",
+    show_default=True,
+    help="Index each document whole, or cut it with the pipeline's chunker (documents ranked by their best chunk).",
+)
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Use only the first N queries.")
+@click.option("--run-file", type=click.Path(dir_okay=False), default=None, help="Write the ranking in TREC run format.")
+@click.option("--no-cache", is_flag=True, help="Do not read or fill the document embedding cache.")
+@json_option
+def eval_cmd(
+    dataset_dir: str,
+    pipeline: str | None,
+    allowed: tuple[str, ...],
+    split: str,
+    top_k: int,
+    chunking: str,
+    limit: int | None,
+    run_file: str | None,
+    no_cache: bool,
+    as_json: bool,
+) -> None:
+    """Score a pipeline's retrieval on the BEIR-format dataset in DATASET_DIR (nDCG@10, recall, MRR, MAP)."""
+    from rag.api import DEFAULT_PIPELINE
+    from rag.core.serialization import load_pipeline
+    from rag.eval.beir import load_beir
+    from rag.eval.runner import evaluate, write_run_file
+
+    with _guard(as_json), _progress_bar(True) as progress:
+        dataset = load_beir(dataset_dir, split)
+        if limit is not None:
+            dataset = dataset.first_queries(limit)
+        chosen = load_pipeline(pipeline or DEFAULT_PIPELINE, allowed)
+        report = evaluate(dataset, chosen, top_k=top_k, chunking=chunking, use_cache=not no_cache, progress=progress)
+        if run_file:
+            write_run_file(report, run_file)
+    data = report.to_dict()
+    if as_json:
+        _emit(data)
+        return
+    table = Table(title=f"{data['dataset']} ({split}, {data['queries']} queries) - {data['pipeline']}")
+    for column in (*data["metrics"], "QPS", "p50 ms", "p95 ms"):
+        table.add_column(column, justify="right")
+    table.add_row(
+        *(f"{value:.4f}" for value in data["metrics"].values()),
+        f"{data['qps']:.1f}",
+        f"{data['latency_ms']['p50']:.1f}",
+        f"{data['latency_ms']['p95']:.1f}",
+    )
+    out.print(table)
+    index = data["index"]
+    reused = "reused" if index["reused"] else f"built in {index['build_seconds']:.1f} s"
+    click.echo(f"index {index['path']} ({reused})", err=True)
+
+
 @main.command("pipelines")
 def pipelines_cmd() -> None:
     """List the shipped pipelines."""

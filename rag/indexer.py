@@ -32,7 +32,7 @@ from rag.retrieve.base import Retriever
 from rag.store.chunk_store import ChunkStore, FileRecord
 from rag.store.index_folder import FORMAT_VERSION, IndexFolder
 
-__all__ = ["IndexReport", "Progress", "index_folder", "retrievers"]
+__all__ = ["IndexReport", "Progress", "index_folder", "retrievers", "update_retrievers", "write_manifest"]
 
 logger = logging.getLogger(__name__)
 
@@ -158,9 +158,9 @@ def index_folder(
             )
         if previous is None or added or removed or changed_stat:
             with index.new_generation() as generation:
-                _update_retrievers(pipeline, previous, generation, store, added, removed, progress)
+                update_retrievers(pipeline, previous, generation, store, added, removed, progress)
                 store.save(generation)
-                _write_manifest(generation, pipeline, wanted, root, store)
+                write_manifest(generation, pipeline, wanted, root, store)
             report.committed = True
             report.chunks_embedded = len(added) if retrievers(pipeline) else 0
     report.seconds = time.perf_counter() - started
@@ -234,7 +234,7 @@ def _fail(report: IndexReport, store: ChunkStore, rel: str, reason: str) -> None
     store.remove_file(rel)  # the index never serves what the file no longer says
 
 
-def _update_retrievers(
+def update_retrievers(
     pipeline: Pipeline,
     previous: Path | None,
     generation: Path,
@@ -243,6 +243,7 @@ def _update_retrievers(
     removed: set[str],
     progress: Progress | None,
 ) -> None:
+    """Bring every retriever from the `previous` generation's state to `generation`'s."""
     for name, retriever in retrievers(pipeline).items():
         old = previous / "components" / name if previous else None
         new = generation / "components" / name
@@ -262,9 +263,10 @@ def _update_retrievers(
         retriever.save(new)
 
 
-def _write_manifest(
-    generation: Path, pipeline: Pipeline, wanted: dict[str, Any], root: Path, store: ChunkStore
+def write_manifest(
+    generation: Path, pipeline: Pipeline, wanted: dict[str, Any], root: Path | str, store: ChunkStore
 ) -> None:
+    """The generation's manifest: format, settings fingerprint, source, pipeline and counts."""
     manifest = {
         "format_version": FORMAT_VERSION,
         "rag_version": __version__,

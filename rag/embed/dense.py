@@ -11,6 +11,7 @@ import numpy as np
 
 from rag.core.errors import ConfigError, MissingDependencyError, ModelLoadError
 from rag.devices import torch_device
+from rag.embed.cache import EmbeddingCache, cached_encode
 from rag.models import resolve_model
 
 if TYPE_CHECKING:
@@ -71,7 +72,11 @@ class SentenceTransformerEmbedder:
         return self._encode(self._loaded().encode_query, texts)
 
     def encode_documents(self, texts: Sequence[str]) -> np.ndarray:
-        """One float32 row per document text."""
+        """One float32 row per document text (read from the embedding cache when one is set)."""
+        key = f"{self.model}|{resolve_model(self.model)}|normalize={self.normalize}|document"
+        return cached_encode(EmbeddingCache.from_env(), key, texts, self._encode_documents)
+
+    def _encode_documents(self, texts: Sequence[str]) -> np.ndarray:
         return self._encode(self._loaded().encode_document, texts)
 
     def _encode(self, encode: Any, texts: Sequence[str]) -> np.ndarray:

@@ -125,12 +125,18 @@ class DenseRetriever(Retriever):
 
     def run(self, query: str, top_k: int | None = None) -> dict[str, list[Hit]]:
         """The `top_k` chunks whose embeddings best match `query`'s, best first (ties by id)."""
+        return {"hits": self.run_batch([query], top_k)[0]}
+
+    def run_batch(self, queries: Sequence[str], top_k: int | None = None) -> list[list[Hit]]:
+        """The hits of each query: queries encoded in batches and searched in one call."""
         index = self._loaded()[0]
-        if not len(index):
-            return {"hits": []}
-        scores, ids = index.search(self._truncated(self._embedder.encode_queries([query])), top_k or self.top_k)
-        ranked = sorted(zip(ids[0], scores[0].tolist(), strict=False), key=lambda pair: (-pair[1], pair[0]))
-        return {"hits": self._hits(ranked)}
+        if not len(index) or not queries:
+            return [[] for _ in queries]
+        scores, ids = index.search(self._truncated(self._embedder.encode_queries(queries)), top_k or self.top_k)
+        return [
+            self._hits(sorted(zip(row_ids, row_scores.tolist(), strict=False), key=lambda p: (-p[1], p[0])))
+            for row_ids, row_scores in zip(ids, scores, strict=True)
+        ]
 
     def _empty_index(self) -> FaissIndex | BinaryFaissIndex:
         if self.precision == "binary":

@@ -1,0 +1,249 @@
+"""`rag eval`: index a BEIR corpus with a pipeline (once), run its queries, score the rankings.
+
+The index of a corpus lives under `~/.cache/rag/eval/` (or `index_root`), named by dataset,
+pipeline and a hash of what shapes it (corpus bytes, chunking, retrievers' index settings), so
+a second run with the same corpus and pipeline reuses it and a changed one builds another.
+Document embeddings also go through the embedding cache (`rag.embed.cache`), so pipelines that
+share a model (dense, dense-int8, dense-binary) encode the corpus once between them.
+
+Chunking "document" (the default, as in the published BEIR numbers) indexes each document as
+one chunk, title and text; "pipeline" cuts documents with the pipeline's own chunker and ranks a
+document by its best chunk (asking the pipeline for 3 x top_k chunks).
+
+Queries run twice: in one batch through the retriever that produces the pipeline's hits when it
+can batch (`qps`), and one at a time through the whole pipeline (`latency_ms`, `qps_one_at_a_time`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rag.core.errors import ConfigError, PipelineError
+from rag.core.pipeline import Pipeline
+from rag.core.types import Chunk, Document, Hit
+from rag.embed import cache as embedding_cache
+from rag.eval.beir import BeirDataset
+from rag.eval.metrics import evaluate_run, mean
+from rag.indexer import Progress, retrievers, update_retrievers, write_manifest
+from rag.models import cache_dir
+from rag.retrieve.base import Retriever
+from rag.store.chunk_store import ChunkStore, FileRecord
+from rag.store.index_folder import IndexFolder
+
+__all__ = ["CHUNKINGS", "EvalReport", "evaluate", "write_run_file"]
+
+CHUNKINGS = ("document", "pipeline")
+Ranking = list[tuple[str, float]]
+
+
+@dataclass
+class EvalReport:
+    """Scores of one pipeline on one dataset split, with the rankings they came from."""
+
+    dataset: str
+    pipeline: str
+    split: str
+    top_k: int
+    chunking: str
+    metrics: dict[str, float]
+    per_query: dict[str, dict[str, float]]
+    qps: float
+    qps_one_at_a_time: float
+    latency_ms: dict[str, float]
+    index: dict[str, Any]
+    run: dict[str, Ranking] = field(repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The `rag eval --json` document."""
+        return {
+            "dataset": self.dataset,
+            "pipeline": self.pipeline,
+            "split": self.split,
+            "queries": len(self.run),
+            "top_k": self.top_k,
+            "chunking": self.chunking,
+            "metrics": {name: round(value, 5) for name, value in self.metrics.items()},
+            "qps": round(self.qps, 2),
+            "qps_one_at_a_time": round(self.qps_one_at_a_time, 2),
+            "latency_ms": {name: round(value, 3) for name, value in self.latency_ms.items()},
+            "index": self.index,
+        }
+
+
+def evaluate(
+    dataset: BeirDataset,
+    pipeline: Pipeline,
+    *,
+    top_k: int = 100,
+    chunking: str = "document",
+    index_root: str | os.PathLike[str] | None = None,
+    use_cache: bool = True,
+    progress: Progress | None = None,
+) -> EvalReport:
+    """Index `dataset`'s corpus with `pipeline` (or reuse that index) and score its rankings."""
+    if chunking not in CHUNKINGS:
+        raise ConfigError(f"chunking must be one of {', '.join(CHUNKINGS)}, got {chunking!r}")
+    if top_k < 1:
+        raise ConfigError(f"top_k must be at least 1, got {top_k}")
+    if "hits" not in pipeline.outputs:
+        raise PipelineError(f"pipeline '{pipeline.name}' has no 'hits' output, so its retrieval cannot be evaluated")
+    if not retrievers(pipeline):
+        raise PipelineError(f"pipeline '{pipeline.name}' has no retriever to index the corpus with")
+    if chunking == "pipeline" and pipeline.indexing is None:
+        raise PipelineError(f"pipeline '{pipeline.name}' has no 'indexing' chunker; use chunking='document'")
+    root = Path(index_root) if index_root is not None else cache_dir() / "eval"
+    with _embedding_cache(use_cache):
+        generation, index_info = _build_or_reuse(dataset, pipeline, chunking, root, progress)
+    store = ChunkStore.load(generation)
+    for name, retriever in retrievers(pipeline).items():
+        retriever.load(generation / "components" / name, store)
+    pipeline.warm_up(["hits"])
+    depth = top_k if chunking == "document" else 3 * top_k
+    query_ids, texts = list(dataset.queries), list(dataset.queries.values())
+    _run_one(pipeline, texts[0], depth)  # first-call costs (imports, lazy loads) stay out of the timings
+    batched, batch_seconds = _run_batched(pipeline, texts, depth)
+    one_by_one, latencies = _run_one_at_a_time(pipeline, texts, depth, progress)
+    hits_per_query = batched if batched is not None else one_by_one
+    run = {qid: _documents(hits, top_k) for qid, hits in zip(query_ids, hits_per_query, strict=True)}
+    per_query = evaluate_run({qid: [doc for doc, _ in ranking] for qid, ranking in run.items()}, dataset.qrels)
+    total_one = sum(latencies)
+    return EvalReport(
+        dataset=dataset.name,
+        pipeline=pipeline.name or "pipeline",
+        split=dataset.split,
+        top_k=top_k,
+        chunking=chunking,
+        metrics={name: mean(values) for name, values in per_query.items()},
+        per_query=per_query,
+        qps=len(texts) / (batch_seconds if batched is not None else total_one),
+        qps_one_at_a_time=len(texts) / total_one,
+        latency_ms={
+            "p50": float(np.percentile(latencies, 50)) * 1000,
+            "p95": float(np.percentile(latencies, 95)) * 1000,
+        },
+        index=index_info,
+        run=run,
+    )
+
+
+def write_run_file(report: EvalReport, path: str | os.PathLike[str]) -> None:
+    """The rankings in TREC run format: `qid Q0 docid rank score run_name` per line."""
+    name = report.pipeline.replace(" ", "_")
+    with open(path, "w", encoding="utf-8") as fh:
+        for qid, ranking in report.run.items():
+            for rank, (doc, score) in enumerate(ranking, start=1):
+                fh.write(f"{qid} Q0 {doc} {rank} {score:.6f} {name}\n")
+
+
+@contextlib.contextmanager
+def _embedding_cache(enabled: bool) -> Iterator[None]:
+    """Turn the document embedding cache on (unless the user set one) while the corpus is indexed."""
+    if not enabled or os.environ.get(embedding_cache.ENV_VAR):
+        yield
+        return
+    os.environ[embedding_cache.ENV_VAR] = str(cache_dir() / "embeddings")
+    try:
+        yield
+    finally:
+        del os.environ[embedding_cache.ENV_VAR]
+
+
+def _fingerprint(dataset: BeirDataset, pipeline: Pipeline, chunking: str) -> dict[str, Any]:
+    chunker = pipeline.indexing.chunker.to_dict() if chunking == "pipeline" and pipeline.indexing else "document"
+    return {
+        "corpus_sha256": dataset.corpus_sha256,
+        "chunking": chunker,
+        "retrievers": {n: {"type": type(r).__name__, **r.index_settings()} for n, r in retrievers(pipeline).items()},
+    }
+
+
+def _build_or_reuse(
+    dataset: BeirDataset, pipeline: Pipeline, chunking: str, root: Path, progress: Progress | None
+) -> tuple[Path, dict[str, Any]]:
+    wanted = _fingerprint(dataset, pipeline, chunking)
+    key = hashlib.sha256(json.dumps(wanted, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    folder = IndexFolder(root / f"{dataset.name}-{pipeline.name or 'pipeline'}-{key}")
+    with folder.lock(wait=3600):
+        current = folder.current()
+        if current is not None and folder.manifest(current)["fingerprint"] == wanted:
+            return current, {"path": str(folder.root), "reused": True, "build_seconds": 0.0}
+        started = time.perf_counter()
+        store = _chunk_store(dataset, pipeline, chunking)
+        added = sorted(store.chunks.values(), key=lambda c: (len(c.text), c.id))
+        with folder.new_generation() as generation:
+            update_retrievers(pipeline, None, generation, store, added, set(), progress)
+            store.save(generation)
+            write_manifest(generation, pipeline, wanted, f"beir:{dataset.name}", store)
+        seconds = round(time.perf_counter() - started, 2)
+        return folder.require_current(), {"path": str(folder.root), "reused": False, "build_seconds": seconds}
+
+
+def _chunk_store(dataset: BeirDataset, pipeline: Pipeline, chunking: str) -> ChunkStore:
+    store = ChunkStore()
+    chunker = pipeline.indexing.chunker if chunking == "pipeline" and pipeline.indexing else None
+    if chunker is not None:
+        chunker.warm_up()
+    for doc_id, (title, _) in dataset.corpus.items():
+        text = dataset.document_text(doc_id)
+        if chunker is None:
+            chunks = [Chunk(doc_id, doc_id, text, 0, len(text), {"title": title})]
+        else:
+            chunks = chunker.run(document=Document(doc_id, text, {"title": title}))["chunks"]
+        digest = hashlib.sha256(text.encode()).hexdigest()
+        store.put_file(FileRecord(doc_id, len(text), 0, digest, tuple(c.id for c in chunks)), chunks)
+    return store
+
+
+def _run_one(pipeline: Pipeline, query: str, depth: int) -> list[Hit]:
+    inputs: dict[str, Any] = {"query": query}
+    if "top_k" in pipeline.inputs:
+        inputs["top_k"] = depth
+    return pipeline.run(inputs, outputs=["hits"])["hits"]
+
+
+def _run_one_at_a_time(
+    pipeline: Pipeline, queries: Sequence[str], depth: int, progress: Progress | None
+) -> tuple[list[list[Hit]], list[float]]:
+    results, latencies = [], []
+    for done, query in enumerate(queries, start=1):
+        started = time.perf_counter()
+        results.append(_run_one(pipeline, query, depth))
+        latencies.append(time.perf_counter() - started)
+        if progress:
+            progress("querying", done, len(queries))
+    return results, latencies
+
+
+def _run_batched(pipeline: Pipeline, queries: Sequence[str], depth: int) -> tuple[list[list[Hit]] | None, float]:
+    """All queries in one call to the retriever behind the `hits` output, when it is fed the query directly."""
+    component, socket = pipeline.outputs["hits"]
+    retriever = pipeline.components[component]
+    fed_the_query = (component, "query") in pipeline.inputs.get("query", [])
+    if not (isinstance(retriever, Retriever) and socket == "hits" and fed_the_query):
+        return None, 0.0
+    started = time.perf_counter()
+    results = retriever.run_batch(list(queries), depth)
+    return results, time.perf_counter() - started
+
+
+def _documents(hits: Sequence[Hit], top_k: int) -> Ranking:
+    """Documents ranked by their best chunk (a chunk's path is its document id), `top_k` of them."""
+    ranking: Ranking = []
+    seen: set[str] = set()
+    for hit in hits:
+        if hit.chunk.path not in seen:
+            seen.add(hit.chunk.path)
+            ranking.append((hit.chunk.path, float(hit.score)))
+            if len(ranking) == top_k:
+                break
+    return ranking
