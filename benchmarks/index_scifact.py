@@ -17,8 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import resource
 import sys
 import tempfile
 import time
@@ -28,6 +26,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from report import DATA, PAGE, command_line, header, markdown_table, peak_memory_mb, write_section
+
 from rag.api import RAG
 from rag.core.serialization import load_pipeline
 from rag.embed.dense import SentenceTransformerEmbedder
@@ -36,13 +36,12 @@ from rag.models import resolve_model
 from rag.store.chunk_store import ChunkStore
 from rag.store.index_folder import IndexFolder
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "scifact" / "corpus.jsonl"
-MARK = "<!-- index_scifact -->"
+CORPUS = DATA / "scifact" / "corpus.jsonl"
 
 
 def write_corpus(folder: Path, limit: int | None) -> int:
     count = 0
-    with open(DATA, encoding="utf-8") as fh:
+    with open(CORPUS, encoding="utf-8") as fh:
         for line in fh:
             if limit is not None and count >= limit:
                 break
@@ -80,7 +79,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--limit", type=int, default=None, help="index only the first N abstracts")
     parser.add_argument("--pipeline", default="default")
-    parser.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"))
+    parser.add_argument("--out", default=str(PAGE))
     args = parser.parse_args()
     pipeline = load_pipeline(args.pipeline)
     dense = next(r for r in retrievers(pipeline).values() if type(r).__name__ == "DenseRetriever")
@@ -93,7 +92,7 @@ def main() -> None:
             began = time.perf_counter()
             first = rag.index(folder)
             first_wall = time.perf_counter() - began
-        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        peak_mb = peak_memory_mb()
         texts = [c.text for c in ChunkStore.load(IndexFolder(index).require_current()).chunks.values()]
         raw = SentenceTransformerEmbedder(
             resolve_model(dense.settings["model"]), batch_size=dense.settings["batch_size"]
@@ -120,33 +119,9 @@ def main() -> None:
         ("peak resident memory", f"{peak_mb:,.0f} MB"),
         ("second run, nothing changed (target < 5 s)", f"{second_wall:.2f} s ({second.unchanged:,} unchanged)"),
     ]
-    limit = f" --limit {args.limit}" if args.limit else ""
-    table = "\n".join(
-        [
-            f"Command: `python benchmarks/index_scifact.py{limit} --pipeline {args.pipeline}` "
-            f"({platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-            f"{time.strftime('%Y-%m-%d')})",
-            "",
-            "| measure | value |",
-            "|---|---|",
-            *(f"| {k} | {v} |" for k, v in rows),
-        ]
-    )
+    table = header(command_line()) + "\n\n" + markdown_table(["measure", "value"], [list(row) for row in rows])
     print(table)
-    write_section(Path(args.out), table)
-
-
-def write_section(page: Path, table: str) -> None:
-    """Replace the text between the two markers in the benchmarks page (or append it)."""
-    text = page.read_text(encoding="utf-8") if page.exists() else "# Benchmarks\n"
-    block = f"{MARK}\n{table}\n{MARK}"
-    if text.count(MARK) == 2:
-        head, _, rest = text.partition(MARK)
-        _, _, tail = rest.partition(MARK)
-        text = head + block + tail
-    else:
-        text = text.rstrip() + "\n\n## Indexing SciFact with the default pipeline\n\n" + block + "\n"
-    page.write_text(text, encoding="utf-8")
+    write_section("index_scifact", table, "Indexing SciFact with the default pipeline", Path(args.out))
 
 
 if __name__ == "__main__":

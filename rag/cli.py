@@ -277,6 +277,82 @@ def eval_cmd(
     click.echo(f"index {index['path']} ({reused})", err=True)
 
 
+@main.command("serve")
+@index_option
+@index_dir_option
+@click.option(
+    "--pipeline",
+    "pipelines",
+    multiple=True,
+    help="Pipeline to serve (name or YAML path); repeat to serve several, chosen by `model` in OpenAI "
+    "requests (the first is the default) [default: the index's own].",
+)
+@allow_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="Port to listen on.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Worker processes.")
+@click.option(
+    "--api-keys-file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="File with one API key per line (also: $RAG_API_KEYS, comma-separated). None: no authentication.",
+)
+@click.option(
+    "--cors-origin", "cors_origins", multiple=True, help="Origin allowed by CORS; repeatable [default: none]."
+)
+@click.option(
+    "--max-top-k", type=click.IntRange(min=1), default=50, show_default=True, help="Largest top_k a request may ask."
+)
+@click.option("--max-tokens", type=click.IntRange(min=1), default=1024, show_default=True, help="Largest max_tokens.")
+@click.option(
+    "--max-body-mb", type=click.FloatRange(min=0.001), default=1.0, show_default=True, help="Request body limit."
+)
+@click.option(
+    "--max-upload-mb", type=click.FloatRange(min=0.001), default=20.0, show_default=True, help="Upload limit."
+)
+def serve_cmd(
+    index: str,
+    index_dir: str | None,
+    pipelines: tuple[str, ...],
+    allowed: tuple[str, ...],
+    host: str,
+    port: int,
+    workers: int,
+    api_keys_file: str | None,
+    cors_origins: tuple[str, ...],
+    max_top_k: int,
+    max_tokens: int,
+    max_body_mb: float,
+    max_upload_mb: float,
+) -> None:
+    """Serve the index over HTTP: native and OpenAI-compatible endpoints, and a web page at /."""
+    import logging
+
+    from rag.core.errors import MissingDependencyError
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
+    with _guard(False):
+        try:
+            from rag.serve.app import serve
+            from rag.serve.settings import ServerSettings, load_api_keys
+        except ImportError as exc:
+            raise MissingDependencyError(exc.name or "fastapi", "serve", "rag serve") from exc
+        settings = ServerSettings(
+            index=_index_path(index, index_dir),
+            pipelines=pipelines or (None,),
+            allowed=allowed,
+            api_keys=load_api_keys(api_keys_file),
+            api_keys_file=api_keys_file,
+            host=host,
+            cors_origins=cors_origins,
+            max_top_k=max_top_k,
+            max_tokens=max_tokens,
+            max_body_mb=max_body_mb,
+            max_upload_mb=max_upload_mb,
+        )
+        serve(settings, port=port, workers=workers)
+
+
 @main.command("pipelines")
 def pipelines_cmd() -> None:
     """List the shipped pipelines."""

@@ -34,6 +34,7 @@ from rag.core.types import Chunk, Document, Hit
 from rag.embed import cache as embedding_cache
 from rag.eval.beir import BeirDataset
 from rag.eval.metrics import evaluate_run, mean
+from rag.index.files import read_json, write_json
 from rag.indexer import Progress, retrievers, update_retrievers, write_manifest
 from rag.models import cache_dir
 from rag.retrieve.base import Retriever
@@ -61,6 +62,7 @@ class EvalReport:
     qps_one_at_a_time: float
     latency_ms: dict[str, float]
     index: dict[str, Any]
+    """Where the corpus index is, whether it was reused, and how long building it took (then)."""
     run: dict[str, Ranking] = field(repr=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -176,7 +178,9 @@ def _build_or_reuse(
     with folder.lock(wait=3600):
         current = folder.current()
         if current is not None and folder.manifest(current)["fingerprint"] == wanted:
-            return current, {"path": str(folder.root), "reused": True, "build_seconds": 0.0}
+            built = current / "build.json"  # absent from indexes built before it was recorded
+            seconds = read_json(built)["seconds"] if built.exists() else None
+            return current, {"path": str(folder.root), "reused": True, "build_seconds": seconds}
         started = time.perf_counter()
         store = _chunk_store(dataset, pipeline, chunking)
         added = sorted(store.chunks.values(), key=lambda c: (len(c.text), c.id))
@@ -184,7 +188,8 @@ def _build_or_reuse(
             update_retrievers(pipeline, None, generation, store, added, set(), progress)
             store.save(generation)
             write_manifest(generation, pipeline, wanted, f"beir:{dataset.name}", store)
-        seconds = round(time.perf_counter() - started, 2)
+            seconds = round(time.perf_counter() - started, 2)
+            write_json(generation / "build.json", {"seconds": seconds})
         return folder.require_current(), {"path": str(folder.root), "reused": False, "build_seconds": seconds}
 
 

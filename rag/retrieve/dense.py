@@ -129,10 +129,20 @@ class DenseRetriever(Retriever):
 
     def run_batch(self, queries: Sequence[str], top_k: int | None = None) -> list[list[Hit]]:
         """The hits of each query: queries encoded in batches and searched in one call."""
-        index = self._loaded()[0]
-        if not len(index) or not queries:
+        if not len(self._loaded()[0]) or not queries:
             return [[] for _ in queries]
-        scores, ids = index.search(self._truncated(self._embedder.encode_queries(queries)), top_k or self.top_k)
+        return self.search_vectors(self.encode_queries(queries), top_k)
+
+    def encode_queries(self, queries: Sequence[str]) -> np.ndarray:
+        """The query vectors that `search_vectors` takes (truncated like the stored ones)."""
+        return self._truncated(self._embedder.encode_queries(queries))
+
+    def search_vectors(self, vectors: np.ndarray, top_k: int | None = None) -> list[list[Hit]]:
+        """The hits of each query vector, best first (ties by id)."""
+        index = self._loaded()[0]
+        if not len(index):
+            return [[] for _ in range(len(vectors))]
+        scores, ids = index.search(vectors, top_k or self.top_k)
         return [
             self._hits(sorted(zip(row_ids, row_scores.tolist(), strict=False), key=lambda p: (-p[1], p[0])))
             for row_ids, row_scores in zip(ids, scores, strict=True)

@@ -1,0 +1,181 @@
+"""Every retrieval pipeline on SciFact's 300 test queries, in one table; BM25 speed against rank-bm25 and bm25s.
+
+    python benchmarks/retrieval_scifact.py [--pipelines bm25 dense ...] [--out docs/benchmarks.md]
+
+Each pipeline runs in its own process (so memory figures do not mix): `rag eval` builds the
+corpus index once (documents whole, title + text; reused by later runs, its build time recorded
+then), and a second process measures on the reused index:
+- nDCG@10 and recall@100 (trec_eval definitions, `rag.eval.metrics`);
+- queries per second batched (the retriever's `run_batch`, query encoding included) and one at a time;
+- for dense pipelines, search alone (query vectors encoded beforehand), in ms per query;
+- index size on disk (the retrievers' files) and in memory (resident-memory growth when the
+  index is loaded and searched, models already loaded; memory-mapped files count once touched).
+Dense pipelines of one model share the embedding cache, so only the first one encodes the corpus.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import numpy as np
+from report import DATA, PAGE, command_line, header, markdown_table, write_section
+
+from rag.core.errors import ConfigError
+from rag.core.serialization import find_pipeline, load_pipeline
+from rag.embed.bm25 import BM25Tokenizer
+from rag.eval.beir import BeirDataset, load_beir
+from rag.eval.runner import evaluate
+from rag.indexer import retrievers
+from rag.retrieve.bm25 import BM25Retriever
+from rag.retrieve.dense import DenseRetriever
+from rag.store.index_folder import IndexFolder
+
+PIPELINES = ["bm25", "splade", "dense", "dense-int8", "dense-binary", "matryoshka", "colbert"]
+SCIFACT = DATA / "scifact"
+
+
+def resident_mb() -> float:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def measure(name: str) -> dict[str, Any]:
+    """One pipeline, in this process: evaluation, memory, disk and (dense) search-only time."""
+    dataset = load_beir(SCIFACT)
+    pipeline = load_pipeline(name)
+    pipeline.warm_up(["hits"])
+    before = resident_mb()
+    report = evaluate(dataset, pipeline, top_k=100)
+    result = report.to_dict() | {"memory_mb": resident_mb() - before}
+    generation = IndexFolder(report.index["path"]).require_current()
+    files = [p for p in (generation / "components").rglob("*") if p.is_file()]
+    result["disk_mb"] = sum(p.stat().st_size for p in files) / 2**20
+    texts = list(dataset.queries.values())
+    for retriever in retrievers(pipeline).values():
+        if isinstance(retriever, DenseRetriever):
+            vectors = retriever.encode_queries(texts)
+            started = time.perf_counter()
+            retriever.search_vectors(vectors, 100)
+            result["search_ms"] = (time.perf_counter() - started) * 1000 / len(texts)
+    return result
+
+
+def run_isolated(name: str) -> dict[str, Any]:
+    """`measure` in a fresh process; a second one when the first had to build the index."""
+    for _ in range(2):
+        done = subprocess.run([sys.executable, __file__, "--one", name], check=True, capture_output=True, text=True)
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+        if result["index"]["reused"]:
+            return result
+    return result
+
+
+def bm25_speed(dataset: BeirDataset) -> list[list[str]]:
+    """Queries per second of rank-bm25, bm25s and ours on the same tokens (k1 1.5, b 0.75), side by side."""
+    import bm25s
+    from rank_bm25 import BM25Okapi
+
+    tokenizer = BM25Tokenizer(lowercase=True, stopwords="english", stemmer="snowball")
+    corpus_tokens = tokenizer.tokenize(dataset.document_text(d) for d in dataset.corpus)
+    queries = list(dataset.queries.values())
+    ours = load_pipeline("bm25")
+    report = evaluate(dataset, ours, top_k=100)  # loads the bm25 index into the pipeline's retriever
+    retriever = next(r for r in retrievers(ours).values() if isinstance(r, BM25Retriever))
+    timings: dict[str, float] = {}
+
+    started = time.perf_counter()
+    for query in queries:
+        retriever.run(query, 100)
+    timings["rag BM25Retriever, one at a time"] = len(queries) / (time.perf_counter() - started)
+
+    reference = BM25Okapi(corpus_tokens, k1=1.5, b=0.75, epsilon=0.25)
+    sample = queries[:100]  # rank-bm25 scores every document in Python: 100 queries suffice
+    started = time.perf_counter()
+    for query in sample:
+        scores = reference.get_scores(tokenizer(query))
+        top = np.argpartition(-scores, 100)[:100]
+        top[np.argsort(-scores[top])]
+    timings["rank-bm25 BM25Okapi, one at a time"] = len(sample) / (time.perf_counter() - started)
+
+    fast = bm25s.BM25(k1=1.5, b=0.75)
+    fast.index(corpus_tokens, show_progress=False)
+    query_tokens = [tokenizer(q) or ["the"] for q in queries]
+    started = time.perf_counter()
+    for tokens in query_tokens:
+        fast.retrieve([tokens], k=100, show_progress=False)
+    timings["bm25s (lucene variant), one at a time"] = len(queries) / (time.perf_counter() - started)
+    started = time.perf_counter()
+    fast.retrieve(query_tokens, k=100, show_progress=False)
+    timings["bm25s (lucene variant), one batch"] = len(queries) / (time.perf_counter() - started)
+
+    base = timings["rank-bm25 BM25Okapi, one at a time"]
+    ours_qps = timings["rag BM25Retriever, one at a time"]
+    rows = [[name, f"{qps:,.0f}", f"{qps / base:.0f}x", f"{ours_qps / qps:.2f}"] for name, qps in timings.items()]
+    rows.append(["(rag's nDCG@10 in the same run)", f"{report.metrics['ndcg@10']:.4f}", "", ""])
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pipelines", nargs="+", default=PIPELINES)
+    parser.add_argument("--one", help=argparse.SUPPRESS)
+    parser.add_argument("--out", default=str(PAGE))
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(measure(args.one)))
+        return
+    names = [n for n in args.pipelines if _exists(n)]
+    results = {name: run_isolated(name) for name in names}
+    columns = ["pipeline", "nDCG@10", "recall@100", "QPS batched", "QPS one at a time", "p50 ms", "search ms/query"]
+    columns += ["build s", "disk MB", "memory MB"]
+    rows = []
+    for name, r in results.items():
+        search = f"{r['search_ms']:.3f}" if "search_ms" in r else ""
+        build = r["index"]["build_seconds"]
+        rows.append(
+            [
+                f"`{name}`",
+                f"{r['metrics']['ndcg@10']:.4f}",
+                f"{r['metrics']['recall@100']:.4f}",
+                f"{r['qps']:,.0f}",
+                f"{r['qps_one_at_a_time']:,.0f}",
+                f"{r['latency_ms']['p50']:.1f}",
+                search,
+                "" if build is None else f"{build:,.0f}",
+                f"{r['disk_mb']:.1f}",
+                f"{r['memory_mb']:.1f}",
+            ]
+        )
+    quality = header(command_line()) + "\n\n" + markdown_table(columns, rows)
+    print(quality)
+    write_section("retrieval_scifact", quality, "Retrieval quality and speed on SciFact", Path(args.out))
+    if "bm25" in names:
+        speed = markdown_table(
+            ["BM25 implementation", "QPS", "vs rank-bm25", "rag's QPS / this"], bm25_speed(load_beir(SCIFACT))
+        )
+        speed = header(command_line()) + "\n\n" + speed
+        print(speed)
+        write_section("bm25_speed", speed, "BM25 speed against rank-bm25 and bm25s", Path(args.out))
+
+
+def _exists(name: str) -> bool:
+    try:
+        find_pipeline(name)
+    except ConfigError:
+        return False
+    return True
+
+
+if __name__ == "__main__":
+    sys.exit(main())
