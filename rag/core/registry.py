@@ -20,6 +20,7 @@ BUILTIN_COMPONENTS: dict[str, str] = {
     "BM25Retriever": "rag.retrieve.bm25:BM25Retriever",
     "DenseRetriever": "rag.retrieve.dense:DenseRetriever",
     "ReciprocalRankFusion": "rag.fuse.rrf:ReciprocalRankFusion",
+    "ScoreFusion": "rag.fuse.score:ScoreFusion",
     "PromptBuilder": "rag.generate.prompt:PromptBuilder",
     "TransformersGenerator": "rag.generate.transformers_generator:TransformersGenerator",
     "OpenAIGenerator": "rag.generate.openai_generator:OpenAIGenerator",

@@ -1,41 +1,61 @@
-"""Reciprocal-rank fusion (Cormack, Clarke & Büttcher, 2009)."""
+"""Reciprocal-rank fusion (Cormack, Clarke & Büttcher, 2009), weighted."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from rag.core.component import Component, Variadic
 from rag.core.errors import ConfigError
 from rag.core.types import Hit
+from rag.fuse.lists import check_fusion_settings, cut_lists, first_chunks
 
 __all__ = ["ReciprocalRankFusion"]
 
 
 class ReciprocalRankFusion(Component):
-    """Fuse ranked lists: score(d) = Σ 1 / (k + rank(d)), rank starting at 1.
+    """Fuse ranked lists: score(d) = Σ weight_i / (k + rank_i(d)), rank starting at 1.
 
-    Ties are broken by the best rank a chunk reached in any list, then by id, so the result is
-    deterministic. The fused score replaces the retrievers' scores.
+    `weights` (one per list, in the order of the pipeline's connections; default 1 each) scale
+    each list's contribution; `list_top_k` (one integer, or one per list) keeps only the top of
+    each list before fusing. `top_k=None` keeps every candidate (the union), for a reranker to
+    order. Ties are broken by the best rank a chunk reached in any list, then by id, so the result
+    is deterministic. One list is returned as it is (cut to `top_k`), its scores untouched.
     """
 
     outputs: ClassVar[dict[str, Any]] = {"hits": list[Hit]}
 
-    def __init__(self, k: int = 60, top_k: int = 10) -> None:
+    def __init__(
+        self,
+        k: int = 60,
+        top_k: int | None = 10,
+        weights: list[float] | None = None,
+        list_top_k: int | list[int] | None = None,
+    ) -> None:
         if k < 0:
             raise ConfigError(f"ReciprocalRankFusion: k must be >= 0, got {k}")
-        if top_k < 1:
-            raise ConfigError(f"ReciprocalRankFusion: top_k must be >= 1, got {top_k}")
+        check_fusion_settings("ReciprocalRankFusion", top_k, weights, list_top_k)
         self.k = k
         self.top_k = top_k
+        self.weights = weights
+        self.list_top_k = list_top_k
 
     def run(self, hits: Variadic[list[Hit]], top_k: int | None = None) -> dict[str, list[Hit]]:
-        scores: dict[str, float] = {}
-        best_rank: dict[str, int] = {}
-        chunks = {}
-        for ranked in hits:
-            for rank, hit in enumerate(ranked, start=1):
-                scores[hit.id] = scores.get(hit.id, 0.0) + 1.0 / (self.k + rank)
-                best_rank[hit.id] = min(best_rank.get(hit.id, rank), rank)
-                chunks.setdefault(hit.id, hit.chunk)
-        order = sorted(scores, key=lambda i: (-scores[i], best_rank[i], i))
-        return {"hits": [Hit(chunks[i], scores[i]) for i in order[: top_k or self.top_k]]}
+        """The fused hits, best first."""
+        limit = top_k or self.top_k
+        lists, weights = cut_lists("ReciprocalRankFusion", hits, self.weights, self.list_top_k)
+        if len(lists) == 1:
+            return {"hits": lists[0][:limit]}
+        return {"hits": fuse_ranks(lists, weights, self.k)[:limit]}
+
+
+def fuse_ranks(lists: Sequence[Sequence[Hit]], weights: Sequence[float], k: int) -> list[Hit]:
+    scores: dict[str, float] = {}
+    best_rank: dict[str, int] = {}
+    for ranked, weight in zip(lists, weights, strict=True):
+        for rank, hit in enumerate(ranked, start=1):
+            scores[hit.id] = scores.get(hit.id, 0.0) + weight / (k + rank)
+            best_rank[hit.id] = min(best_rank.get(hit.id, rank), rank)
+    chunks = first_chunks(lists)
+    order = sorted(scores, key=lambda i: (-scores[i], best_rank[i], i))
+    return [Hit(chunks[i], scores[i]) for i in order]

@@ -1,0 +1,91 @@
+"""Score fusion: each list's scores normalised, weighted and summed.
+
+Normalisations, per list:
+- "minmax": (s - min) / (max - min); a list whose scores are all equal gives 1 to each.
+- "zscore": (s - mean) / std; all equal gives 0 to each.
+- "dbsf" (distribution-based score fusion, as in Qdrant): min-max between mean - 3 std and
+  mean + 3 std, clipped to [0, 1]; all equal gives 0.5.
+A chunk a list did not return counts as that list's lowest normalised score, so missing from a
+list is never better than being last in it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+
+from rag.core.component import Component, Variadic
+from rag.core.errors import ConfigError
+from rag.core.types import Hit
+from rag.fuse.lists import check_fusion_settings, cut_lists, first_chunks
+
+__all__ = ["NORMALIZATIONS", "ScoreFusion", "normalize"]
+
+NORMALIZATIONS = ("minmax", "zscore", "dbsf")
+
+
+def normalize(scores: Sequence[float], method: str) -> np.ndarray:
+    """The scores of one list, normalised by `method` (see the module docstring)."""
+    values = np.asarray(scores, dtype=np.float64)
+    if values.size == 0:
+        return values
+    if method == "minmax":
+        low, high = values.min(), values.max()
+        return (values - low) / (high - low) if high > low else np.ones_like(values)
+    mean, std = values.mean(), values.std()
+    if method == "zscore":
+        return (values - mean) / std if std > 0 else np.zeros_like(values)
+    if method == "dbsf":
+        return np.clip((values - (mean - 3 * std)) / (6 * std), 0.0, 1.0) if std > 0 else np.full_like(values, 0.5)
+    raise ConfigError(f"score normalisation must be one of {', '.join(NORMALIZATIONS)}, got {method!r}")
+
+
+class ScoreFusion(Component):
+    """Fuse lists by their normalised scores: score(d) = Σ weight_i * normalised_i(d).
+
+    `method` is "minmax", "zscore" or "dbsf". `weights`, `list_top_k` and `top_k` (None keeps
+    every candidate, the union) work as in `ReciprocalRankFusion`. Ties are broken by the best
+    rank a chunk reached in any list, then by id. One list is returned as it is, cut to `top_k`.
+    """
+
+    outputs: ClassVar[dict[str, Any]] = {"hits": list[Hit]}
+
+    def __init__(
+        self,
+        method: str = "minmax",
+        top_k: int | None = 10,
+        weights: list[float] | None = None,
+        list_top_k: int | list[int] | None = None,
+    ) -> None:
+        if method not in NORMALIZATIONS:
+            raise ConfigError(f"ScoreFusion: method must be one of {', '.join(NORMALIZATIONS)}, got {method!r}")
+        check_fusion_settings("ScoreFusion", top_k, weights, list_top_k)
+        self.method = method
+        self.top_k = top_k
+        self.weights = weights
+        self.list_top_k = list_top_k
+
+    def run(self, hits: Variadic[list[Hit]], top_k: int | None = None) -> dict[str, list[Hit]]:
+        """The fused hits, best first."""
+        limit = top_k or self.top_k
+        lists, weights = cut_lists("ScoreFusion", hits, self.weights, self.list_top_k)
+        if len(lists) == 1:
+            return {"hits": lists[0][:limit]}
+        scores: dict[str, float] = {}
+        best_rank: dict[str, int] = {}
+        floors = []
+        for ranked, weight in zip(lists, weights, strict=True):
+            normalised = normalize([hit.score for hit in ranked], self.method)
+            floors.append(weight * float(normalised.min()) if normalised.size else 0.0)
+            for rank, (hit, value) in enumerate(zip(ranked, normalised, strict=True), start=1):
+                scores[hit.id] = scores.get(hit.id, 0.0) + weight * float(value)
+                best_rank[hit.id] = min(best_rank.get(hit.id, rank), rank)
+        for ranked, floor in zip(lists, floors, strict=True):  # absent from a list: that list's lowest score
+            present = {hit.id for hit in ranked}
+            for chunk_id in scores.keys() - present:
+                scores[chunk_id] += floor
+        chunks = first_chunks(lists)
+        order = sorted(scores, key=lambda i: (-scores[i], best_rank[i], i))
+        return {"hits": [Hit(chunks[i], scores[i]) for i in order[:limit]]}
