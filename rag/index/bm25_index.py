@@ -1,9 +1,11 @@
 """A BM25 (Okapi) index that stores term counts, so documents can be added and removed.
 
 Rows are documents (by id), columns are terms. Only raw term counts and document lengths are
-stored; idf and the average document length are derived at query time, so they are always those
-of the current corpus. Scores equal `rank_bm25.BM25Okapi(corpus, k1, b, epsilon).get_scores(query)`,
-including its idf floor (a negative idf is replaced by `epsilon * mean idf`).
+stored; idf and the average document length are derived when the index is first searched after a
+change (each count becomes its BM25 term score, a sparse matrix by term), so they are always those
+of the current corpus, and a query is then the sum of its terms' columns. Scores equal
+`rank_bm25.BM25Okapi(corpus, k1, b, epsilon).get_scores(query)`, including its idf floor (a
+negative idf is replaced by `epsilon * mean idf`).
 
 On disk the index is a folder of plain arrays (`data.npy`, `indices.npy`, `indptr.npy`,
 `doc_lengths.npy`), `ids.json`, `vocabulary.json` (terms in column order) and `manifest.json`.
@@ -45,7 +47,7 @@ class BM25Index:
         self.term_frequencies = sparse.csr_array((0, 0), dtype=np.int32)
         self.doc_lengths = np.zeros(0, dtype=np.int64)
         self._rows: dict[str, int] = {}
-        self._cache: tuple[sparse.csc_array, np.ndarray, np.ndarray] | None = None
+        self._cache: sparse.csc_array | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -90,19 +92,7 @@ class BM25Index:
 
         A term repeated in the query counts once per occurrence; unknown terms add nothing.
         """
-        out = np.zeros(len(self.ids), dtype=np.float64)
-        if not self.ids:
-            return out
-        by_column, idf, norm = self._statistics()
-        for term, times in Counter(query).items():
-            column = self.vocabulary.get(term)
-            if column is None:
-                continue
-            start, end = by_column.indptr[column], by_column.indptr[column + 1]
-            rows = by_column.indices[start:end]
-            tf = by_column.data[start:end].astype(np.float64)
-            out[rows] += times * idf[column] * (tf * (self.k1 + 1) / (tf + norm[rows]))
-        return out
+        return self._score(query)[0]
 
     def search(self, query: Sequence[str], k: int) -> list[tuple[str, float]]:
         """The `k` best (id, score) pairs among documents sharing a term with `query`.
@@ -112,14 +102,27 @@ class BM25Index:
         """
         if k <= 0 or not self.ids:
             return []
-        scores = self.scores(query)
-        by_column = self._statistics()[0]
-        columns = {self.vocabulary[t] for t in query if t in self.vocabulary}
-        if not columns:
-            return []
-        rows = [by_column.indices[by_column.indptr[c] : by_column.indptr[c + 1]] for c in columns]
-        candidates = np.unique(np.concatenate(rows))
-        return top_k(self.ids, candidates, scores[candidates], k)
+        scores, candidates = self._score(query)
+        return top_k(self.ids, candidates, scores[candidates], k) if candidates.size else []
+
+    def _score(self, query: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Scores of every document, and the rows that share a term with the query."""
+        n = len(self.ids)
+        weights = self._weights()
+        rows, values = [], []
+        for term, times in Counter(query).items():
+            column = self.vocabulary.get(term)
+            if column is not None:
+                start, end = weights.indptr[column], weights.indptr[column + 1]
+                rows.append(weights.indices[start:end])
+                values.append(times * weights.data[start:end])
+        if not rows:
+            return np.zeros(n), np.zeros(0, dtype=np.int64)
+        touched_rows = np.concatenate(rows)
+        scores = np.bincount(touched_rows, weights=np.concatenate(values), minlength=n)
+        touched = np.zeros(n, dtype=bool)
+        touched[touched_rows] = True
+        return scores, np.flatnonzero(touched)
 
     def save(self, directory: Path) -> None:
         """Write the index as new files in `directory` (created if needed; files never overwritten)."""
@@ -162,8 +165,12 @@ class BM25Index:
         self._rows = {doc_id: row for row, doc_id in enumerate(self.ids)}
         self._cache = None
 
-    def _statistics(self) -> tuple[sparse.csc_array, np.ndarray, np.ndarray]:
-        """Column-major counts, floored idf per term, and `k1 * (1 - b + b * dl / avgdl)` per document."""
+    def _weights(self) -> sparse.csc_array:
+        """Each stored count's BM25 term score, by term column, cached until the index changes.
+
+        The score of term t in document d is idf(t) * tf * (k1 + 1) / (tf + k1 * (1 - b + b * dl / avgdl)),
+        idf floored at `epsilon * mean idf`; a query's score is the sum over its terms' columns.
+        """
         if self._cache is None:
             n = len(self.ids)
             by_column = sparse.csc_array(self.term_frequencies)
@@ -171,8 +178,11 @@ class BM25Index:
             idf = np.log(n - df + 0.5) - np.log(df + 0.5)
             floor = self.epsilon * idf.mean() if idf.size else 0.0
             idf[idf < 0] = floor
-            avgdl = float(self.doc_lengths.sum()) / n
+            avgdl = float(self.doc_lengths.sum()) / n if n else 0.0
             relative = self.doc_lengths / avgdl if avgdl > 0 else np.zeros(n)
             norm = self.k1 * (1 - self.b + self.b * relative)
-            self._cache = (by_column, idf, norm)
+            tf = by_column.data.astype(np.float64)
+            columns = np.repeat(np.arange(by_column.shape[1]), np.diff(by_column.indptr))
+            data = idf[columns] * tf * (self.k1 + 1) / (tf + norm[by_column.indices])
+            self._cache = sparse.csc_array((data, by_column.indices, by_column.indptr), shape=by_column.shape)
         return self._cache

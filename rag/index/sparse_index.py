@@ -51,8 +51,8 @@ def top_k(ids: Sequence[str], rows: np.ndarray, scores: np.ndarray, k: int) -> l
         kth = np.partition(scores, rows.size - k)[rows.size - k]  # the k-th largest score
         keep = scores >= kth  # every tie of the k-th score stays, so ids decide among them
         rows, scores = rows[keep], scores[keep]
-    best = sorted(range(rows.size), key=lambda i: (-scores[i], ids[rows[i]]))[:k]
-    return [(ids[rows[i]], float(scores[i])) for i in best]
+    best = sorted(zip(scores.tolist(), rows.tolist(), strict=True), key=lambda pair: (-pair[0], ids[pair[1]]))[:k]
+    return [(ids[row], score) for score, row in best]
 
 
 class SparseIndex:
