@@ -353,6 +353,76 @@ def serve_cmd(
         serve(settings, port=port, workers=workers)
 
 
+@main.group("train")
+def train_group() -> None:
+    """Train models from your own relevance labels."""
+
+
+@train_group.command("reranker")
+@click.argument("dataset_dir")
+@click.option("--split", default="train", show_default=True, help="Which qrels/SPLIT.tsv to learn from.")
+@click.option(
+    "--base-model",
+    default="sentence-transformers/all-MiniLM-L6-v2",
+    show_default=True,
+    help="Model to fine-tune (hub name or folder).",
+)
+@click.option("--out", default=None, help="Model folder [default: ~/.cache/rag/models/reranker-DATASET].")
+@click.option(
+    "--pipeline", default="bm25", show_default=True, help="Pipeline whose retrievers mine the hard negatives."
+)
+@allow_option
+@click.option("--negatives", type=click.IntRange(min=1), default=4, show_default=True, help="Hard negatives per query.")
+@click.option("--epochs", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
+@click.option("--max-length", type=click.IntRange(min=8), default=256, show_default=True, help="Tokens per pair.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@json_option
+def train_reranker_cmd(
+    dataset_dir: str,
+    split: str,
+    base_model: str,
+    out: str | None,
+    pipeline: str,
+    allowed: tuple[str, ...],
+    negatives: int,
+    epochs: int,
+    batch_size: int,
+    max_length: int,
+    device: str,
+    as_json: bool,
+) -> None:
+    """Fine-tune a cross-encoder reranker on the BEIR-format labels in DATASET_DIR (see docs/reranking.md)."""
+    from rag.core.serialization import load_pipeline
+    from rag.eval.beir import load_beir
+    from rag.models import cache_dir
+    from rag.rerank.train import train_reranker
+
+    with _guard(as_json), _progress_bar(True) as progress:
+        dataset = load_beir(dataset_dir, split)
+        target = out or str(cache_dir() / "models" / f"reranker-{dataset.name}")
+        report = train_reranker(
+            dataset,
+            load_pipeline(pipeline, allowed),
+            target,
+            base_model=base_model,
+            negatives=negatives,
+            epochs=epochs,
+            batch_size=batch_size,
+            max_length=max_length,
+            device=device,
+            progress=progress,
+        )
+    if as_json:
+        _emit(report.to_dict())
+        return
+    click.echo(
+        f"trained {report.out} from {report.base_model} on {report.dataset}/{report.split}: {report.queries} queries, "
+        f"{report.positives} positive and {report.negatives} negative pairs, {report.epochs} epoch(s), "
+        f"{report.seconds:.0f} s"
+    )
+
+
 @main.command("pipelines")
 def pipelines_cmd() -> None:
     """List the shipped pipelines."""

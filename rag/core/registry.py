@@ -22,6 +22,7 @@ BUILTIN_COMPONENTS: dict[str, str] = {
     "SpladeRetriever": "rag.retrieve.splade:SpladeRetriever",
     "ReciprocalRankFusion": "rag.fuse.rrf:ReciprocalRankFusion",
     "ScoreFusion": "rag.fuse.score:ScoreFusion",
+    "CrossEncoderReranker": "rag.rerank.cross_encoder:CrossEncoderReranker",
     "PromptBuilder": "rag.generate.prompt:PromptBuilder",
     "TransformersGenerator": "rag.generate.transformers_generator:TransformersGenerator",
     "OpenAIGenerator": "rag.generate.openai_generator:OpenAIGenerator",
