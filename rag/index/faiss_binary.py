@@ -28,10 +28,11 @@ from typing import Any
 import numpy as np
 
 from rag.core.errors import ConfigError, IndexStoreError
-from rag.embed.quantize import calibration_ranges, quantize, score_rows
+from rag.embed.quantize import calibration_ranges, quantize
 from rag.index import faiss_types
 from rag.index.faiss_types import import_faiss
 from rag.index.files import read_json, write_json
+from rag.index.rescore import rescore
 
 __all__ = ["RESCORE_PRECISIONS", "BinaryFaissIndex"]
 
@@ -138,15 +139,9 @@ class BinaryFaissIndex:
             faiss_types.set_search_params(index, self.nprobe, self.ef_search, fetch)
         with faiss_types.single_threaded():
             _, candidates = index.search(quantize(queries, "binary"), fetch)
-        scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
-        found: list[list[str]] = []
-        for n, (query, rows) in enumerate(zip(queries, candidates, strict=True)):
-            rows = np.unique(rows[rows >= 0])  # sorted: reads the memory map in order
-            exact = score_rows(query, self.rows[rows], self.ranges)
-            best = np.argsort(-exact, kind="stable")[:k]
-            scores[n, : len(best)] = exact[best]
-            found.append([self.ids[r] for r in rows[best]])
-        return scores, found
+        scores, rows = rescore(queries, candidates, self.rows, k, self.ranges)
+        ids = self.ids
+        return scores, [[ids[r] for r in row if r >= 0] for row in rows.tolist()]
 
     def save(self, directory: Path) -> None:
         """Write the index as new files in `directory` (created if needed; files never overwritten)."""

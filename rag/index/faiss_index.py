@@ -40,10 +40,11 @@ from typing import Any
 import numpy as np
 
 from rag.core.errors import ConfigError, IndexStoreError
-from rag.embed.quantize import calibration_ranges, dequantize, int8_query, quantize, score_rows
+from rag.embed.quantize import calibration_ranges, dequantize, int8_query, quantize
 from rag.index import faiss_types
 from rag.index.faiss_types import import_faiss
 from rag.index.files import read_json, write_json
+from rag.index.rescore import rescore
 
 __all__ = ["FLOAT_PRECISIONS", "METRICS", "FaissIndex"]
 
@@ -156,22 +157,26 @@ class FaissIndex:
         find fewer than `k'` rows for a query: its id list is then shorter than its score row,
         which is padded with -inf.
         """
+        scores, rows = self.search_rows(queries, k)
+        ids = self.ids
+        return scores, [[ids[r] for r in row if r >= 0] for row in rows.tolist()]
+
+    def search_rows(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """As `search`, with row numbers (positions in `ids`, -1 where none was found) instead of ids."""
         queries = self._check(queries, "search")
         k = min(k, len(self.ids))
         if k <= 0:
-            return np.zeros((len(queries), 0), dtype=np.float32), [[] for _ in range(len(queries))]
+            return np.zeros((len(queries), 0), dtype=np.float32), np.zeros((len(queries), 0), dtype=np.int64)
         index = self._built()
         direct = self._codes_searched(self._built_as)
-        rescore = direct or (self._built_as != "Flat" and any(tag in self._built_as for tag in _LOSSY))
-        fetch = min(len(self.ids), k * self.rescore_multiplier) if rescore else k
+        rescored = direct or (self._built_as != "Flat" and any(tag in self._built_as for tag in _LOSSY))
+        fetch = min(len(self.ids), k * self.rescore_multiplier) if rescored else k
         if self._built_as != "Flat":
             faiss_types.set_search_params(index, self.nprobe, self.ef_search, fetch)
         scores, rows = index.search(int8_query(queries, self.ranges) if direct else queries, fetch)
-        if rescore:
-            return self._rescore(queries, rows, k)
-        if self.metric == "l2":
-            scores = -scores
-        return scores, [[self.ids[r] for r in row if r >= 0] for row in rows]
+        if rescored:
+            return rescore(queries, rows, self.vectors, k, self.ranges, self.metric)
+        return (-scores if self.metric == "l2" else scores), rows
 
     def save(self, directory: Path) -> None:
         """Write the index as new files in `directory` (created if needed; files never overwritten)."""
@@ -311,14 +316,3 @@ class FaissIndex:
             index = faiss.read_index(str(self._saved[0]))
         index.reset()
         self._trained = (factory, index)
-
-    def _rescore(self, queries: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, list[list[str]]]:
-        scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
-        found: list[list[str]] = []
-        for n, (query, candidates) in enumerate(zip(queries, rows, strict=True)):
-            candidates = np.unique(candidates[candidates >= 0])
-            exact = score_rows(query, self.vectors[candidates], self.ranges, self.metric)
-            best = np.argsort(-exact, kind="stable")[:k]
-            scores[n, : len(best)] = exact[best]
-            found.append([self.ids[r] for r in candidates[best]])
-        return scores, found

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from rag.cli import main
 from rag.core.errors import ConfigError, PipelineError
 from rag.core.pipeline import Pipeline
-from rag.core.serialization import load_pipeline
+from rag.core.serialization import dump_pipeline, load_pipeline
 from rag.eval.beir import load_beir
 from rag.eval.runner import evaluate, write_run_file
 from tests.eval.conftest import write_beir
@@ -115,3 +115,31 @@ def test_dense_pipelines_share_the_embedding_cache(dataset_dir: Path, tmp_path: 
     report = evaluate(dataset, binary, top_k=3)
     assert calls == []  # every document vector came from the cache
     assert report.run["q1"][0][0] == "cats"
+
+
+def test_cli_compares_pipelines_in_one_table_and_plots(dataset_dir: Path, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("RAG_CACHE_DIR", str(tmp_path / "cache"))
+    files = []
+    for name, dim in (("hash64", 64), ("hash16", 16)):
+        pipeline = fake_pipeline(dim=dim)
+        pipeline.name = name
+        files.append(tmp_path / f"{name}.yaml")
+        files[-1].write_text(dump_pipeline(pipeline))
+    plot = tmp_path / "quality.png"
+    args = ["eval", str(dataset_dir), "--compare", *map(str, files), "--allow", "tests.fakes.HashRetriever"]
+    result = CliRunner().invoke(main, [*args, "--json", "--plot", str(plot)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert [p["pipeline"] for p in data["pipelines"]] == ["hash64", "hash16"]
+    assert plot.read_bytes().startswith(b"\x89PNG")
+    table = CliRunner().invoke(main, args)
+    assert table.exit_code == 0 and "hash64" in table.stdout and "hash16" in table.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(["--compare"], "name the pipelines to compare"), (["--pipeline", "bm25", "--compare", "bm25"], "not both")],
+)
+def test_cli_compare_mistakes(dataset_dir: Path, args: list[str], message: str) -> None:
+    result = CliRunner().invoke(main, ["eval", str(dataset_dir), *args])
+    assert result.exit_code == 1 and message in result.stderr
