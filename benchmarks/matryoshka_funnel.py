@@ -24,9 +24,6 @@ with two threads it is wall-clock time (CPU time would count OpenMP's spinning),
 from __future__ import annotations
 
 import argparse
-import csv
-import json
-import math
 import os
 import statistics
 import tempfile
@@ -43,6 +40,8 @@ from report import DATA, PAGE, command_line, header, markdown_table, write_secti
 from threadpoolctl import threadpool_limits
 
 from rag.embed.dense import SentenceTransformerEmbedder
+from rag.eval.beir import load_beir
+from rag.eval.metrics import ndcg
 from rag.index.faiss_index import FaissIndex
 from rag.retrieve.matryoshka import FunnelIndex
 
@@ -54,31 +53,15 @@ Search = Callable[[np.ndarray], object]
 
 def load_scifact() -> tuple[list[str], list[str], list[str], dict[str, dict[str, int]]]:
     """Document ids and texts, test query texts (those with judgements) and their qrels."""
-    doc_ids, texts = [], []
-    with open(SCIFACT / "corpus.jsonl", encoding="utf-8") as fh:
-        for line in fh:
-            doc = json.loads(line)
-            doc_ids.append(doc["_id"])
-            texts.append(f"{doc['title']}\n\n{doc['text']}" if doc["title"] else doc["text"])
-    qrels: dict[str, dict[str, int]] = {}
-    with open(SCIFACT / "qrels" / "test.tsv", encoding="utf-8") as fh:
-        for query_id, doc_id, score in list(csv.reader(fh, delimiter="\t"))[1:]:
-            if int(score) > 0:
-                qrels.setdefault(query_id, {})[doc_id] = int(score)
-    with open(SCIFACT / "queries.jsonl", encoding="utf-8") as fh:
-        queries = {q["_id"]: q["text"] for q in map(json.loads, fh)}
-    query_ids = [q for q in queries if q in qrels]
-    return doc_ids, texts, [queries[q] for q in query_ids], {q: qrels[q] for q in query_ids}
+    dataset = load_beir(SCIFACT)
+    doc_ids = list(dataset.corpus)
+    qrels = {q: dataset.qrels[q] for q in dataset.queries}  # in query order
+    return doc_ids, [dataset.document_text(d) for d in doc_ids], list(dataset.queries.values()), qrels
 
 
 def ndcg_at_k(ranked: list[list[str]], qrels: dict[str, dict[str, int]], k: int = K) -> float:
     """Mean nDCG@k over the queries (in the order of `qrels`)."""
-    total = 0.0
-    for found, relevant in zip(ranked, qrels.values(), strict=True):
-        dcg = sum(relevant.get(d, 0) / math.log2(n + 2) for n, d in enumerate(found[:k]))
-        ideal = sum(g / math.log2(n + 2) for n, g in enumerate(sorted(relevant.values(), reverse=True)[:k]))
-        total += dcg / ideal
-    return total / len(qrels)
+    return sum(ndcg(found, relevant, k) for found, relevant in zip(ranked, qrels.values(), strict=True)) / len(qrels)
 
 
 def timings(searches: dict[str, Search], queries: np.ndarray, rounds: int, clock: Callable[[], float]) -> dict:
