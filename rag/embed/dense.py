@@ -12,6 +12,7 @@ import numpy as np
 from rag.core.errors import ConfigError, MissingDependencyError, ModelLoadError
 from rag.devices import torch_device
 from rag.embed.cache import EmbeddingCache, cached_encode
+from rag.embed.truncation import warn_long_queries
 from rag.models import load_sentence_transformer, resolve_model
 
 if TYPE_CHECKING:
@@ -68,8 +69,10 @@ class SentenceTransformerEmbedder:
         return int(dimension)
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
-        """One float32 row per query text."""
-        return self._encode(self._loaded().encode_query, texts)
+        """One float32 row per query text; a query longer than the model reads is truncated, with a warning."""
+        model = self._loaded()
+        warn_long_queries(model, texts, self.model)
+        return self._encode(model.encode_query, texts)
 
     def encode_documents(self, texts: Sequence[str]) -> np.ndarray:
         """One float32 row per document text (read from the embedding cache when one is set)."""

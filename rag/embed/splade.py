@@ -16,6 +16,7 @@ from scipy import sparse
 
 from rag.core.errors import ConfigError, MissingDependencyError, ModelLoadError
 from rag.devices import TORCH_DEVICES, torch_device
+from rag.embed.truncation import warn_long_queries
 from rag.models import resolve_model
 
 if TYPE_CHECKING:
@@ -77,26 +78,11 @@ class SpladeEmbedder:
         """The longest input, in tokens, the model reads; longer texts are truncated."""
         return int(self._loaded().max_seq_length)
 
-    def count_tokens(self, texts: Sequence[str]) -> list[int]:
-        """Tokens of each text as the model sees it (special tokens included), before truncation."""
-        if not texts:
-            return []
-        encoded = self._loaded().tokenizer(list(texts), add_special_tokens=True, verbose=False)
-        return [len(ids) for ids in encoded["input_ids"]]
-
     def encode_queries(self, texts: Sequence[str]) -> sparse.csr_array:
         """One float32 row per query; a query longer than the model's limit is truncated, with a warning."""
-        limit = self.max_tokens if texts else 0
-        for text, count in zip(texts, self.count_tokens(texts), strict=True):
-            if count > limit:
-                logger.warning(
-                    "query of %d tokens is longer than the %d that SPLADE model %s reads; it is truncated: %.60r",
-                    count,
-                    limit,
-                    self.model,
-                    text,
-                )
-        return self._encode(self._loaded().encode_query, texts)
+        model = self._loaded()
+        warn_long_queries(model, texts, self.model)
+        return self._encode(model.encode_query, texts)
 
     def encode_documents(self, texts: Sequence[str]) -> sparse.csr_array:
         """One float32 row per document."""

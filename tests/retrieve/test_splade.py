@@ -216,7 +216,7 @@ class TestPackagedModel:
         retriever = real_retriever(splade)
         retriever.load(None, DictLookup(PASSAGES))
         retriever.add(PASSAGES)
-        with caplog.at_level(logging.WARNING, logger="rag.embed.splade"):
+        with caplog.at_level(logging.WARNING, logger="rag.embed.truncation"):
             hits = retriever.run(query="volcano lava " * 400)["hits"]
         assert hits[0].id == "volcano"
         assert any("longer than the 512" in r.getMessage() for r in caplog.records)
