@@ -182,7 +182,21 @@ def query_cmd(
 @index_dir_option
 @pipeline_option
 @allow_option
-@click.option("--top-k", type=click.IntRange(min=1), default=None, help="Number of passages to retrieve.")
+@click.option("--passages", type=click.IntRange(min=1), default=None, help="Number of passages to retrieve.")
+@click.option("--strategy", type=click.Choice(["greedy", "sample", "beam", "best_of_n"]), default=None)
+@click.option("--temperature", type=float, default=None)
+@click.option("--top-k", type=int, default=None, help="Sample from the K most likely tokens (0: all).")
+@click.option("--top-p", type=float, default=None, help="Sample from the smallest set of tokens with this mass.")
+@click.option("--min-p", type=float, default=None, help="Drop tokens below this fraction of the top probability.")
+@click.option("--max-tokens", type=int, default=None, help="Longest answer, in tokens.")
+@click.option("--seed", type=int, default=None, help="Make sampling reproducible.")
+@click.option("--num-beams", type=int, default=None, help="Beam search with this many beams.")
+@click.option("--best-of", type=int, default=None, metavar="N", help="Sample N answers and keep the best-scoring one.")
+@click.option("--speculative", default=None, metavar="ngram|draft:MODEL", help="Speculative decoding.")
+@click.option("--stream", is_flag=True, help="Print the answer as it is generated.")
+@click.option("--generator", type=click.Choice(["transformers", "vllm", "openai"]), default=None)
+@click.option("--model", default=None, help="The generator's model (with --generator).")
+@click.option("--base-url", default=None, help="The OpenAI-compatible server (with --generator openai).")
 @json_option
 def ask_cmd(
     question: str,
@@ -190,29 +204,99 @@ def ask_cmd(
     index_dir: str | None,
     pipeline: str | None,
     allowed: tuple[str, ...],
-    top_k: int | None,
+    passages: int | None,
+    stream: bool,
+    generator: str | None,
+    model: str | None,
+    base_url: str | None,
     as_json: bool,
+    **options: Any,
 ) -> None:
-    """Answer QUESTION from the index, citing the passages used."""
+    """Answer QUESTION from the index, citing the passages used.
+
+    Decoding options override the pipeline's for this question; --generator runs the pipeline with
+    another backend (keeping its decoding options). See docs/generation.md.
+    """
     from rag.api import RAG
+    from rag.core.types import Answer
+    from rag.generate.select import replace_generator
 
     with _guard(as_json):
-        answer = RAG(_index_path(index, index_dir), pipeline, allowed).ask(question, top_k=top_k)
+        rag = RAG(_index_path(index, index_dir), pipeline, allowed)
+        if generator is not None:
+            rag = RAG(rag.folder.root, replace_generator(rag.pipeline, generator, model, base_url, allowed), allowed)
+        elif model is not None or base_url is not None:
+            raise ConfigError("--model and --base-url choose the generator's backend; give --generator too")
+        decoding = _decoding_overrides(**options)
+        if stream and not as_json:
+            answer = None
+            for item in rag.ask_stream(question, top_k=passages, decoding=decoding):
+                if isinstance(item, Answer):
+                    answer = item
+                else:
+                    out.print(item, end="", highlight=False, markup=False)
+            assert answer is not None
+            streamed = True
+        else:
+            answer = rag.ask(question, top_k=passages, decoding=decoding)
+            streamed = False
     if as_json:
         data = answer.to_dict()
-        _emit({"answer": data["answer"], "citations": data["citations"], "hits": data["hits"], "usage": data["usage"]})
+        keys = ("answer", "citations", "invalid_citations", "hits", "usage")
+        _emit({key: data[key] for key in keys})
         return
-    out.print(answer.text, highlight=False, markup=False)
+    if not streamed or not answer.text:
+        out.print(answer.text, highlight=False, markup=False)
+    else:
+        out.print()
     out.print()
     cited = answer.citations or []
     label = "Sources" if cited else "Passages given to the model (the answer cites none)"
-    out.print(f"[bold]{label}:[/bold]")
+    if answer.hits:
+        out.print(f"[bold]{label}:[/bold]")
     numbered = [(c.n, c.hit, c.by) for c in cited] or [(n, h, "") for n, h in enumerate(answer.hits, start=1)]
     for n, hit, by in numbered:
         pages = hit.chunk.metadata.get("pages")
         where = f" p. {', '.join(map(str, pages))}" if pages else ""
         how = " (attributed by word overlap)" if by == "overlap" else ""
         out.print(f"  [{n}] {hit.chunk.path}{where}{how}", highlight=False, markup=False)
+
+
+def _decoding_overrides(
+    strategy: str | None,
+    temperature: float | None,
+    top_k: int | None,
+    top_p: float | None,
+    min_p: float | None,
+    max_tokens: int | None,
+    seed: int | None,
+    num_beams: int | None,
+    best_of: int | None,
+    speculative: str | None,
+) -> dict[str, Any]:
+    """The decoding options given on the command line (validated by the generator's DecodingConfig)."""
+    given = {
+        "strategy": strategy,
+        "temperature": temperature,
+        "top_k": top_k,
+        "top_p": top_p,
+        "min_p": min_p,
+        "max_tokens": max_tokens,
+        "seed": seed,
+        "num_beams": num_beams,
+        "best_of": best_of,
+    }
+    decoding = {name: value for name, value in given.items() if value is not None}
+    if num_beams is not None and strategy is None:
+        decoding["strategy"] = "beam"
+    if best_of is not None and strategy is None:
+        decoding["strategy"] = "best_of_n"
+    if speculative is not None:
+        method, _, draft = speculative.partition(":")
+        if method not in ("ngram", "draft") or (method == "draft") != bool(draft):
+            raise ConfigError(f"--speculative must be 'ngram' or 'draft:MODEL', got {speculative!r}")
+        decoding["speculative"] = {"method": method, **({"model": draft} if draft else {})}
+    return decoding
 
 
 @main.command("eval")

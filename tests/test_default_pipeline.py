@@ -64,7 +64,7 @@ def test_cli_ask_json(indexed: tuple[Path, Path]) -> None:
             index.name,
             "--index-dir",
             str(index.parent),
-            "--top-k",
+            "--passages",
             "2",
             "--json",
         ],

@@ -76,12 +76,16 @@ class Citation:
 
 @dataclass(frozen=True, slots=True)
 class Answer:
-    """A generated answer with the passages it cites, the hits it was given, and token usage."""
+    """A generated answer with the passages it cites, the hits it was given, and token usage.
+
+    `invalid_citations` lists the numbers the text cites as `[n]` that refer to no passage.
+    """
 
     text: str
     citations: list[Citation]
     hits: list[Hit]
     usage: dict[str, int] = field(default_factory=dict)
+    invalid_citations: list[int] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -89,6 +93,7 @@ class Answer:
             "citations": [c.to_dict() for c in self.citations],
             "hits": [h.to_dict() for h in self.hits],
             "usage": dict(self.usage),
+            "invalid_citations": list(self.invalid_citations),
         }
 
 

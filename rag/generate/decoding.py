@@ -359,11 +359,12 @@ class BackendSupport:
 _BACKENDS = {
     "vllm": "rag.generate.vllm_params:VLLM_SUPPORT",
     "openai": "rag.generate.openai_generator:OPENAI_SUPPORT",
+    "transformers": "rag.generate.transformers_decoding:TRANSFORMERS_SUPPORT",
 }
 
 
 def backend_support(backend: str) -> BackendSupport:
-    """The `BackendSupport` declared by the backend named `backend` (``vllm``, ``openai``)."""
+    """The `BackendSupport` declared by the backend named `backend` (``vllm``, ``openai``, ``transformers``)."""
     if backend not in _BACKENDS:
         raise ConfigError(_unknown("generator backend", backend, tuple(_BACKENDS)))
     import importlib

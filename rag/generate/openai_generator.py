@@ -14,9 +14,10 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
 from rag.core.component import Component
@@ -90,10 +91,17 @@ class OpenAIGenerator(Component):
     key itself is never a setting); when it is unset or empty no key is sent. `timeout` bounds connecting
     and each wait for data (not the whole reply); `backoff` is the first retry's delay, doubled each time.
     `replies` lists every returned sequence (n samples, beams, or best-of-N candidates), best first
-    where ranked.
+    where ranked; `candidates` lists them as ``{"text", "score"}`` for beam and best-of-N (and n > 1 samples),
+    the score being the mean token log-probability when the server returned log-probabilities, else None
+    (vLLM's server does not return beam scores); it is empty for one greedy or sampled reply.
     """
 
-    outputs: ClassVar[dict[str, Any]] = {"reply": str, "replies": list[str], "usage": dict[str, int]}
+    outputs: ClassVar[dict[str, Any]] = {
+        "reply": str,
+        "replies": list[str],
+        "usage": dict[str, int],
+        "candidates": list[dict[str, Any]],
+    }
 
     def __init__(
         self,
@@ -145,9 +153,29 @@ class OpenAIGenerator(Component):
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         self._client = httpx.Client(base_url=self.base_url, timeout=self.timeout, headers=headers)
 
-    def run(self, messages: list[dict[str, str]], decoding: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Reply to chat `messages`; `decoding` overrides options for this request only."""
+    def run(
+        self,
+        messages: list[dict[str, str]],
+        decoding: dict[str, Any] | None = None,
+        on_token: Callable[[str], None] | None = None,
+    ) -> dict[str, Any]:
+        """Reply to chat `messages`; `decoding` overrides options for this request only.
+
+        With `on_token`, greedy and sample (n = 1) replies are streamed and each piece is passed to it as it
+        arrives; other strategies pass the whole chosen reply once. The pieces join to the reply before
+        stripping. An empty message list means there is nothing to answer from: no request is sent.
+        """
         config = self._config(decoding)
+        if not messages:
+            return {"reply": "", "replies": [], "usage": _usage({}), "candidates": []}
+        if on_token is not None and config.strategy in ("greedy", "sample") and config.n == 1:
+            usage: dict[str, Any] = {}
+            pieces = []
+            for piece in self._stream(messages, config.merged(stream=True), usage):
+                on_token(piece)
+                pieces.append(piece)
+            reply = "".join(pieces)
+            return {"reply": reply.strip(), "replies": [reply], "usage": _usage(usage), "candidates": []}
         body = self._body(messages, config)
         with self._open(body) as response:
             try:
@@ -159,20 +187,28 @@ class OpenAIGenerator(Component):
         choices = data.get("choices") or []
         if not choices:
             raise ModelLoadError(f"{self._url}: the server returned no choices: {json.dumps(data)[:500]}")
-        texts = [self._text(choice) for choice in choices]
+        ranked = [(self._text(choice), _mean_logprob(choice)) for choice in choices]
         if config.strategy == "best_of_n":
-            scores = [_mean_logprob(choice) for choice in choices]
-            texts = [text for _, text in sorted(zip(scores, texts, strict=True), key=lambda p: -p[0])]
-        texts = texts[: config.n] if config.strategy == "beam" else texts
+            ranked.sort(key=lambda pair: math.inf if pair[1] is None else -pair[1])
+        ranked = ranked[: config.n] if config.strategy == "beam" else ranked
+        texts = [text for text, _ in ranked]
+        if on_token is not None:
+            on_token(texts[0])
+        listed = config.strategy in ("beam", "best_of_n") or len(ranked) > 1
+        candidates = [{"text": text.strip(), "score": score} for text, score in ranked] if listed else []
         usage = data.get("usage") or {}
-        return {"reply": texts[0].strip(), "replies": texts, "usage": _usage(usage)}
+        return {"reply": texts[0].strip(), "replies": texts, "usage": _usage(usage), "candidates": candidates}
 
     def stream(self, messages: list[dict[str, str]], decoding: dict[str, Any] | None = None) -> Iterator[str]:
         """Yield the reply's text pieces as the server sends them (server-sent events)."""
         config = self._config({**(decoding or {}), "stream": True})
+        if messages:
+            yield from self._stream(messages, config, {})
+
+    def _stream(self, messages: list[dict[str, str]], config: DecodingConfig, usage: dict[str, Any]) -> Iterator[str]:
         body = self._body(messages, config) | {"stream": True, "stream_options": {"include_usage": True}}
         with self._open(body) as response:
-            yield from self._events(response)
+            yield from self._events(response, usage)
 
     @property
     def _url(self) -> str:
@@ -186,8 +222,7 @@ class OpenAIGenerator(Component):
     def _body(self, messages: list[dict[str, str]], config: DecodingConfig) -> dict[str, Any]:
         if not messages or not all(isinstance(m, dict) and {"role", "content"} <= m.keys() for m in messages):
             raise ConfigError(
-                "OpenAIGenerator: messages must be a non-empty list of "
-                f"{{'role': ..., 'content': ...}} dicts, got {messages!r}"
+                f"OpenAIGenerator: messages must be a list of {{'role': ..., 'content': ...}} dicts, got {messages!r}"
             )
         if self.mode == "chat":
             prompt: dict[str, Any] = {"messages": messages}
@@ -200,7 +235,7 @@ class OpenAIGenerator(Component):
             return str((choice.get("message") or {}).get("content") or "")
         return str(choice.get("text") or "")
 
-    def _events(self, response: Any) -> Iterator[str]:
+    def _events(self, response: Any, usage: dict[str, Any]) -> Iterator[str]:
         for line in response.iter_lines():
             if not line.startswith("data:"):
                 continue
@@ -215,7 +250,7 @@ class OpenAIGenerator(Component):
                 if piece:
                     yield piece
             if event.get("usage"):
-                logger.debug("stream usage: %s", event["usage"])
+                usage.update(event["usage"])
 
     @contextlib.contextmanager
     def _open(self, body: dict[str, Any]) -> Iterator[Any]:
@@ -301,13 +336,15 @@ def _retry_after(response: Any) -> float | None:
         return None
 
 
-def _mean_logprob(choice: dict[str, Any]) -> float:
-    logprobs = choice.get("logprobs") or {}
+def _mean_logprob(choice: dict[str, Any]) -> float | None:
+    logprobs = choice.get("logprobs")
+    if not logprobs:
+        return None
     if "content" in logprobs:  # chat
         values = [t["logprob"] for t in logprobs.get("content") or []]
     else:  # completions
         values = [v for v in logprobs.get("token_logprobs") or [] if v is not None]
-    return sum(values) / len(values) if values else float("-inf")
+    return sum(values) / len(values) if values else -math.inf
 
 
 def _usage(usage: dict[str, Any]) -> dict[str, int]:

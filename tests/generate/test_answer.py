@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
+from rag.core.errors import ConfigError
 from rag.core.types import Answer, Chunk, Citation, Hit
-from rag.generate.answer import AnswerBuilder, cited_numbers
+from rag.generate.answer import DEFAULT_NO_ANSWER, AnswerBuilder, cited_numbers, invalid_numbers
 
 HITS = [Hit(Chunk(id=f"c{i}", path=f"{i}.md", text=f"text {i}", start=0, end=6), 1.0 / i) for i in range(1, 5)]
 
@@ -25,9 +28,14 @@ def test_lists_and_ranges() -> None:
     assert cited_numbers("see [ 4 ][1,2 ,3]", 4) == [4, 1, 2, 3]
 
 
-def test_out_of_range_markers_are_ignored() -> None:
-    answer = build("Wrong [0], [5] and [99], right [4].")
+def test_out_of_range_markers_are_dropped_and_reported() -> None:
+    answer = build("Wrong [0], [5] and [99], right [4], again [5].")
     assert [c.n for c in answer.citations] == [4]
+    assert answer.invalid_citations == [0, 5, 99]
+    assert answer.to_dict()["invalid_citations"] == [0, 5, 99]
+    assert build("Fine [1].").invalid_citations == []
+    assert invalid_numbers("[3-9] [2, 7] [1-1000000000]", 4) == [9, 7, 1000000000]
+    assert invalid_numbers("[3-1] [2]", 4) == []
     assert cited_numbers("[3-9]", 4) == [3, 4]
     assert cited_numbers("[1-1000000000]", 2) == [1, 2]
     assert cited_numbers("[3-1]", 4) == []
@@ -42,9 +50,15 @@ def test_reply_without_valid_markers_has_no_citations() -> None:
         assert build(reply).citations == []
 
 
-def test_no_hits_means_no_citations() -> None:
-    answer = build("It is [1].", hits=[])
-    assert answer.citations == [] and answer.hits == []
+def test_no_hits_means_the_no_answer_text() -> None:
+    answer = build("", hits=[], usage={"prompt_tokens": 0, "completion_tokens": 0})
+    assert answer.text == DEFAULT_NO_ANSWER and answer.text.startswith("I don't know")
+    assert answer.citations == [] and answer.hits == [] and answer.invalid_citations == []
+    assert answer.usage == {"prompt_tokens": 0, "completion_tokens": 0}
+    custom = AnswerBuilder(no_answer="No idea.").run("It is [1].", [])["answer"]
+    assert custom.text == "No idea." and custom.citations == []
+    with pytest.raises(ConfigError, match="no_answer must be a non-empty string"):
+        AnswerBuilder(no_answer=" ")
 
 
 def test_usage_is_copied_and_defaults_to_empty() -> None:

@@ -109,6 +109,7 @@ def test_greedy_chat_sends_only_standard_fields_and_parses_reply(server: FakeSer
         "reply": "Paris [1].",
         "replies": ["Paris [1]."],
         "usage": {"prompt_tokens": 7, "completion_tokens": 3},
+        "candidates": [],
     }
     [request] = server.requests
     assert request["path"] == "/v1/chat/completions"
@@ -140,8 +141,11 @@ def test_per_request_override_changes_only_that_request(server: FakeServer) -> N
 def test_beam_search_uses_vllm_extras_and_keeps_n_beams(server: FakeServer) -> None:
     server.script.append(Reply(body=chat_response("best", "second", "third")))
     gen = generator(server, decoding={"strategy": "beam", "num_beams": 3, "n": 2, "length_penalty": 0.8})
-    out = gen.run(MESSAGES)
+    pieces: list[str] = []
+    out = gen.run(MESSAGES, on_token=pieces.append)
     assert out["reply"] == "best" and out["replies"] == ["best", "second"]
+    assert out["candidates"] == [{"text": "best", "score": None}, {"text": "second", "score": None}]
+    assert pieces == ["best"]  # not streamed: the chosen reply, once
     body = server.bodies()[0]
     assert body["use_beam_search"] is True and body["n"] == 3 and body["length_penalty"] == 0.8
     assert body["temperature"] == 0.0
@@ -152,6 +156,11 @@ def test_best_of_n_picks_the_candidate_with_the_highest_mean_logprob(server: Fak
     server.script.append(Reply(body=chat_response(*texts, logprobs=logprobs)))
     out = generator(server, decoding={"strategy": "best_of_n", "best_of": 3, "temperature": 0.8}).run(MESSAGES)
     assert out["reply"] == "confident" and out["replies"] == ["confident", "meh", "unsure"]
+    assert out["candidates"] == [
+        {"text": "confident", "score": pytest.approx(-0.2)},
+        {"text": "meh", "score": -1.0},
+        {"text": "unsure", "score": -2.5},
+    ]
     body = server.bodies()[0]
     assert body["n"] == 3 and body["logprobs"] is True and body["top_logprobs"] == 0
 
@@ -183,6 +192,29 @@ def test_stream_yields_the_pieces_in_order(server: FakeServer) -> None:
     assert list(generator(server).stream(MESSAGES)) == pieces
     body = server.bodies()[0]
     assert body["stream"] is True and body["stream_options"] == {"include_usage": True}
+
+
+def test_run_with_on_token_streams_and_joins_the_pieces(server: FakeServer) -> None:
+    pieces = [" Par", "is", " [1].\n"]
+    events = [{"choices": [{"index": 0, "delta": {"content": p}}]} for p in pieces]
+    events.append({"choices": [], "usage": USAGE})
+    server.script.append(Reply(events=events))
+    received: list[str] = []
+    out = generator(server).run(MESSAGES, on_token=received.append)
+    assert received == pieces
+    assert out == {
+        "reply": "Paris [1].",
+        "replies": [" Paris [1].\n"],
+        "usage": {"prompt_tokens": 7, "completion_tokens": 3},
+        "candidates": [],
+    }
+    assert server.bodies()[0]["stream"] is True
+
+
+def test_no_messages_sends_no_request(server: FakeServer) -> None:
+    out = generator(server).run([], on_token=lambda piece: None)
+    assert out["reply"] == "" and out["candidates"] == [] and list(generator(server).stream([])) == []
+    assert server.requests == []
 
 
 def test_an_error_event_mid_stream_is_raised(server: FakeServer) -> None:
@@ -288,7 +320,7 @@ def test_settings_round_trip_and_bad_messages() -> None:
     gen = OpenAIGenerator(model="smol", decoding={"strategy": "sample", "temperature": 0.5})
     assert gen.to_dict()["init"]["decoding"] == {"strategy": "sample", "temperature": 0.5}
     assert OpenAIGenerator(**gen.to_dict()["init"]) == gen
-    with pytest.raises(ConfigError, match="messages must be a non-empty list"):
+    with pytest.raises(ConfigError, match="messages must be a list of"):
         gen.run([{"content": "no role"}])
 
 

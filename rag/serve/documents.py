@@ -1,0 +1,165 @@
+"""Uploaded documents and the background jobs that index them.
+
+Uploads are written to `INDEX/documents/` (file names sanitised, written aside then renamed into
+place, so nothing lands outside that folder and no half-written file is indexed), and the index is
+kept in step with that folder by one job at a time in a worker thread. Each job's state is written
+to `INDEX/jobs/ID.json`, so every worker process of the server can report it. An index built from
+another folder (`rag index FOLDER`) mirrors that folder, so uploads into it are refused (409).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import re
+import tempfile
+import threading
+import time
+import unicodedata
+import uuid
+from collections.abc import Callable
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from rag.core.errors import RagError
+from rag.core.pipeline import Pipeline
+from rag.indexer import index_folder
+from rag.serve.errors import ApiError
+from rag.store.index_folder import IndexFolder
+
+__all__ = ["DOCUMENTS_FOLDER", "DocumentFolder", "JobQueue", "safe_name"]
+
+logger = logging.getLogger(__name__)
+
+DOCUMENTS_FOLDER = "documents"
+_JOB_ID = re.compile(r"^[0-9a-f]{32}$")
+_MAX_NAME = 120
+
+
+def safe_name(name: str) -> str:
+    """A file name that stays inside one folder: no folders, no leading dot, only word characters, '.' and '-'."""
+    base = PurePosixPath(unicodedata.normalize("NFKC", name).replace("\\", "/")).name
+    base = re.sub(r"[^\w.-]+", "_", base).strip("._")
+    if not base:
+        raise ApiError(422, f"the file name {name!r} has no usable characters; name it like 'notes.md'", param="name")
+    if len(base) > _MAX_NAME:
+        stem, dot, suffix = base.rpartition(".")
+        base = stem[: _MAX_NAME - len(suffix) - 1] + dot + suffix if dot and len(suffix) < 16 else base[:_MAX_NAME]
+    return base
+
+
+class DocumentFolder:
+    """The folder of uploaded documents inside an index folder."""
+
+    def __init__(self, index: Path) -> None:
+        self.index = IndexFolder(index)
+        self.root = Path(index) / DOCUMENTS_FOLDER
+
+    def check_writable(self) -> None:
+        """Refuse (409) when the index mirrors a folder other than the uploads folder."""
+        current = self.index.current()
+        if current is None:
+            return
+        mirrored = self.index.manifest(current).get("root")
+        if mirrored is not None and Path(mirrored) != self.root.resolve():
+            raise ApiError(
+                409,
+                f"this index mirrors the folder {mirrored}, so documents cannot be uploaded into it; add files "
+                f"to that folder and run `rag index {mirrored}` again, or serve a new index for uploads "
+                "(`rag serve --index NEW_NAME`)",
+                code="index_mirrors_folder",
+            )
+
+    def path(self, doc_id: str) -> Path:
+        """The file of document `doc_id`; 404 when there is none."""
+        if not doc_id or safe_name(doc_id) != doc_id or not (self.root / doc_id).is_file():
+            raise ApiError(404, f"no uploaded document '{doc_id}' (see GET /v1/documents)", code="document_not_found")
+        return self.root / doc_id
+
+    def save(self, name: str, data: bytes) -> dict[str, Any]:
+        """Write `data` as document `safe_name(name)`, replacing a document of that name."""
+        doc_id = safe_name(name)
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".upload-", dir=self.root)  # hidden: never indexed half-written
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.replace(tmp, self.root / doc_id)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return {"id": doc_id, "bytes": len(data)}
+
+    def delete(self, doc_id: str) -> None:
+        self.path(doc_id).unlink()
+
+    def list(self) -> list[dict[str, Any]]:
+        if not self.root.is_dir():
+            return []
+        files = sorted(p for p in self.root.iterdir() if p.is_file() and not p.name.startswith("."))
+        return [{"id": p.name, "bytes": p.stat().st_size, "modified": int(p.stat().st_mtime)} for p in files]
+
+
+class JobQueue:
+    """Indexing jobs run one at a time in a worker thread; `after()` is called when one has committed."""
+
+    def __init__(
+        self, documents: DocumentFolder, pipeline: Callable[[], Pipeline], after: Callable[[], Any], wait: float
+    ) -> None:
+        self.documents = documents
+        self.folder = documents.index.root / "jobs"
+        self._pipeline = pipeline
+        self._after = after
+        self._wait = wait
+        self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def submit(self, action: str, documents: list[str]) -> dict[str, Any]:
+        """Queue a job that brings the index in step with the uploads folder."""
+        job = {"id": uuid.uuid4().hex, "status": "queued", "action": action, "documents": documents}
+        job |= {"created": time.time(), "started": None, "finished": None, "report": None, "error": None}
+        self._write(job)
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._work, name="rag-index-jobs", daemon=True)
+                self._thread.start()
+        self._queue.put(job)
+        return job
+
+    def get(self, job_id: str) -> dict[str, Any]:
+        path = self.folder / f"{job_id}.json"
+        if not _JOB_ID.match(job_id) or not path.is_file():
+            raise ApiError(404, f"no job '{job_id}'", code="job_not_found")
+        data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        return data
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop the worker after the running job (queued jobs stay 'queued' on disk)."""
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(timeout)
+
+    def _work(self) -> None:
+        while (job := self._queue.get()) is not None:
+            job |= {"status": "running", "started": time.time()}
+            self._write(job)
+            try:
+                report = index_folder(self.documents.root, self.documents.index.root, self._pipeline(), wait=self._wait)
+                self._after()
+                job |= {"status": "succeeded", "report": report.to_dict()}
+            except RagError as exc:
+                job |= {"status": "failed", "error": str(exc)}
+            except Exception:
+                logger.exception("indexing job %s failed", job["id"])
+                job |= {"status": "failed", "error": "internal error; the server log has the details"}
+            job["finished"] = time.time()
+            self._write(job)
+
+    def _write(self, job: dict[str, Any]) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        tmp = self.folder / f".{job['id']}.tmp"
+        tmp.write_text(json.dumps(job), encoding="utf-8")
+        os.replace(tmp, self.folder / f"{job['id']}.json")

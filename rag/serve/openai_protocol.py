@@ -1,0 +1,121 @@
+"""Request models of the OpenAI-compatible endpoints, and their mapping onto `DecodingConfig` options.
+
+Fields the server does not use (`user`, `logit_bias`, `tools`, ...) are accepted and ignored, so
+clients that send them work unchanged; `n` above 1 is refused.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from rag.generate.decoding import DecodingConfig
+from rag.serve.errors import ApiError
+from rag.serve.protocol import check_decoding
+
+__all__ = [
+    "ChatCompletionRequest",
+    "ChatMessage",
+    "CompletionRequest",
+    "EmbeddingRequest",
+    "GenerationRequest",
+    "last_user_message",
+    "openai_decoding",
+]
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    role: str
+    content: str | list[dict[str, Any]] | None = None
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    include_usage: bool = False
+
+
+class GenerationRequest(BaseModel):
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
+    model: str = Field(description="A served pipeline's name (see /v1/models).")
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    max_tokens: int | None = Field(None, ge=1)
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, gt=0, le=1)
+    n: int | None = Field(None, ge=1, le=1, description="Only 1: one answer per request.")
+    stop: str | list[str] | None = None
+    seed: int | None = Field(None, ge=0)
+    presence_penalty: float | None = Field(None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(None, ge=-2, le=2)
+
+
+class ChatCompletionRequest(GenerationRequest):
+    """Retrieval runs on the last user message, which is answered from the passages found."""
+
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+
+
+class CompletionRequest(GenerationRequest):
+    """The prompt is taken as the question."""
+
+    prompt: str | list[str]
+
+
+class EmbeddingRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    model: str = Field(description="A served pipeline's name; its dense embedding model embeds the input.")
+    input: str | list[str] | list[int] | list[list[int]]
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = Field(None, ge=1)
+    input_type: Literal["query", "document"] = Field(
+        "document", description="Embed as search queries or as documents (models with prompts differ)."
+    )
+
+
+def last_user_message(messages: list[ChatMessage], max_chars: int) -> str:
+    """The text of the last user message (text parts joined), checked for length."""
+    for message in reversed(messages):
+        if message.role != "user":
+            continue
+        content = message.content
+        if isinstance(content, list):
+            content = "\n".join(str(p.get("text", "")) for p in content if p.get("type") == "text")
+        text = (content or "").strip()
+        if not text:
+            break
+        if len(text) > max_chars:
+            raise ApiError(422, f"the question has {len(text)} characters; at most {max_chars}", param="messages")
+        return text
+    raise ApiError(422, "messages must end with a user message that has text", param="messages")
+
+
+def openai_decoding(
+    body: GenerationRequest, base: dict[str, Any], max_tokens: int | None, limit: int
+) -> dict[str, Any]:
+    """`DecodingConfig` overrides for an OpenAI request (temperature 0: greedy; above 0: sampling).
+
+    Sampling options are dropped when the resulting strategy does not sample, as OpenAI ignores them.
+    """
+    decoding: dict[str, Any] = {}
+    if max_tokens is not None:
+        if max_tokens > limit:
+            raise ApiError(422, f"max_tokens is {max_tokens}; this server allows at most {limit}", param="max_tokens")
+        decoding["max_tokens"] = max_tokens
+    if body.temperature is not None:
+        if body.temperature == 0:
+            decoding["strategy"] = "greedy"
+        else:
+            decoding |= {"strategy": "sample", "temperature": body.temperature}
+    strategy = decoding.get("strategy") or DecodingConfig.from_dict(base).strategy
+    if body.top_p is not None and body.top_p != 1 and strategy in ("sample", "best_of_n"):
+        decoding["top_p"] = body.top_p
+    if body.stop:
+        decoding["stop"] = [body.stop] if isinstance(body.stop, str) else list(body.stop)
+    for name in ("seed", "presence_penalty", "frequency_penalty"):
+        if getattr(body, name) is not None:
+            decoding[name] = getattr(body, name)
+    check_decoding(decoding, base)
+    return decoding

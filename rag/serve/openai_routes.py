@@ -1,0 +1,184 @@
+"""OpenAI-compatible endpoints: `/v1/chat/completions`, `/v1/completions`, `/v1/embeddings`, `/v1/models`.
+
+`model` names one of the pipelines configured at start-up. The answer's citations travel as an
+extra `citations` field of the completion (and of the last streamed chunk), in the native shape.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from rag.core.errors import RagError
+from rag.core.types import Answer
+from rag.serve.errors import ApiError, envelope, from_rag_error
+from rag.serve.metrics import Metrics
+from rag.serve.openai_protocol import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    EmbeddingRequest,
+    GenerationRequest,
+    last_user_message,
+    openai_decoding,
+)
+from rag.serve.protocol import generator_decoding
+from rag.serve.routes import SSE_HEADERS, collect, start_stream
+from rag.serve.service import RagService, ServedPipeline
+from rag.serve.streaming import sse_event
+
+__all__ = ["openai_router"]
+
+logger = logging.getLogger(__name__)
+
+
+def openai_router(service: RagService, metrics: Metrics) -> APIRouter:
+    router = APIRouter(prefix="/v1", tags=["openai"])
+    settings = service.settings
+
+    @router.get("/models", summary="The served pipelines")
+    async def models() -> dict[str, Any]:
+        data = [
+            {"id": name, "object": "model", "created": service.started, "owned_by": "rag"} for name in service.served
+        ]
+        return {"object": "list", "data": data}
+
+    async def run(
+        body: GenerationRequest, question: str, max_tokens: int | None, request: Request, kind: str
+    ) -> Response:
+        served = service.get(body.model)
+        decoding: dict[str, Any] = {}
+        if "decoding" in served.pipeline.inputs:
+            base = generator_decoding(served.pipeline)
+            decoding = openai_decoding(body, base, max_tokens, settings.max_tokens)
+        call = functools.partial(service.ask, served, question, None, decoding)
+        header = {"id": f"{'chatcmpl' if kind == 'chat' else 'cmpl'}-{uuid.uuid4().hex}", "created": int(time.time())}
+        header["model"] = served.name
+        if body.stream:
+            first, stream = await start_stream(call)
+            usage = bool(body.stream_options and body.stream_options.include_usage)
+            events = _chunks(first, stream, header, kind, max_tokens, usage, served, metrics)
+            return StreamingResponse(events, media_type="text/event-stream", headers=SSE_HEADERS)
+        answer = await collect(call, request)
+        metrics.answered(served.name, answer)
+        if kind == "chat":
+            choice: dict[str, Any] = {"index": 0, "message": {"role": "assistant", "content": answer.text}}
+        else:
+            choice = {"index": 0, "text": answer.text}
+        choice |= {"finish_reason": _finish_reason(answer, max_tokens), "logprobs": None}
+        obj = "chat.completion" if kind == "chat" else "text_completion"
+        body_out = header | {"object": obj, "choices": [choice], "usage": _usage(answer)}
+        return JSONResponse(body_out | {"citations": [c.to_dict() for c in answer.citations]})
+
+    @router.post("/chat/completions", summary="OpenAI chat completions, answered from the index")
+    async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
+        question = last_user_message(body.messages, settings.max_query_chars)
+        return await run(body, question, body.max_completion_tokens or body.max_tokens, request, "chat")
+
+    @router.post("/completions", summary="OpenAI completions: the prompt is the question")
+    async def completions(body: CompletionRequest, request: Request) -> Response:
+        prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
+        if len(prompts) != 1 or not prompts[0].strip():
+            raise ApiError(422, "prompt must be one non-empty string", param="prompt")
+        if len(prompts[0]) > settings.max_query_chars:
+            raise ApiError(422, f"prompt is longer than {settings.max_query_chars} characters", param="prompt")
+        return await run(body, prompts[0], body.max_tokens, request, "completion")
+
+    @router.post("/embeddings", summary="Embeddings from a pipeline's dense embedding model")
+    async def embeddings(body: EmbeddingRequest) -> dict[str, Any]:
+        served = service.get(body.model)
+        texts = [body.input] if isinstance(body.input, str) else body.input
+        if not texts or not all(isinstance(t, str) for t in texts):
+            raise ApiError(422, "input must be a string or a non-empty list of strings (not tokens)", param="input")
+        if len(texts) > settings.max_embedding_inputs:
+            raise ApiError(422, f"at most {settings.max_embedding_inputs} inputs per request", param="input")
+        if any(len(t) > settings.max_query_chars * 4 for t in texts):
+            raise ApiError(422, f"each input may have at most {settings.max_query_chars * 4} characters", param="input")
+        vectors = await run_in_threadpool(service.embed, served, texts, body.input_type == "query")
+        if body.dimensions is not None and body.dimensions != vectors.shape[1]:
+            message = f"this model gives {vectors.shape[1]} dimensions; leave dimensions out or ask for that"
+            raise ApiError(422, message, param="dimensions")
+        data = []
+        for i, vector in enumerate(vectors):
+            value: Any = (
+                base64.b64encode(vector.tobytes()).decode() if body.encoding_format == "base64" else vector.tolist()
+            )
+            data.append({"object": "embedding", "index": i, "embedding": value})
+        tokens = sum(len(t.split()) for t in texts)
+        return {
+            "object": "list",
+            "data": data,
+            "model": served.name,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+
+    return router
+
+
+def _usage(answer: Answer) -> dict[str, int]:
+    prompt, completion = answer.usage.get("prompt_tokens", 0), answer.usage.get("completion_tokens", 0)
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def _finish_reason(answer: Answer, max_tokens: int | None) -> str:
+    done = answer.usage.get("completion_tokens", 0)
+    return "length" if max_tokens is not None and done >= max_tokens else "stop"
+
+
+async def _chunks(
+    first: str | Answer,
+    stream: AsyncIterator[str | Answer],
+    header: dict[str, Any],
+    kind: str,
+    max_tokens: int | None,
+    include_usage: bool,
+    served: ServedPipeline,
+    metrics: Metrics,
+) -> AsyncIterator[str]:
+    """OpenAI stream chunks (`data: {...}`), the last one with `finish_reason` and citations, then `[DONE]`."""
+    obj = "chat.completion.chunk" if kind == "chat" else "text_completion"
+
+    def chunk(text: str | None, finish: str | None = None, role: bool = False) -> dict[str, Any]:
+        if kind == "chat":
+            delta: dict[str, Any] = {"role": "assistant"} if role else {}
+            if text is not None:
+                delta["content"] = text
+            choice: dict[str, Any] = {"index": 0, "delta": delta}
+        else:
+            choice = {"index": 0, "text": text or ""}
+        return header | {"object": obj, "choices": [choice | {"finish_reason": finish, "logprobs": None}]}
+
+    item = first
+    finished = False
+    try:
+        if kind == "chat":
+            yield sse_event(chunk("", role=True))
+        while not isinstance(item, Answer):
+            yield sse_event(chunk(item))
+            item = await anext(stream)
+        finished = True
+        metrics.answered(served.name, item)
+        last = chunk(None, _finish_reason(item, max_tokens))
+        yield sse_event(last | {"citations": [c.to_dict() for c in item.citations]})
+        if include_usage:
+            yield sse_event(header | {"object": obj, "choices": [], "usage": _usage(item)})
+    except RagError as exc:
+        finished = True
+        yield sse_event(from_rag_error(exc).body())
+    except Exception:
+        finished = True
+        logger.exception("streamed completion failed")
+        yield sse_event(envelope("internal server error; the server log has the details", "server_error"))
+    finally:
+        if not finished:
+            metrics.cancelled.labels(pipeline=served.name).inc()
+        await stream.aclose()
+    yield sse_event("[DONE]")

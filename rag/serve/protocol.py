@@ -1,0 +1,194 @@
+"""Request and response models of the native API, derived from the served pipeline.
+
+A pipeline whose inputs include `top_k` takes `top_k` in requests (bounded by the server's
+`max_top_k`); one whose inputs include `decoding` (its generator's per-request options) takes the
+options of `DecodingConfig`, flat, next to `question`. `top_k` there is the number of passages,
+so the sampling option `top_k` is spelled `sampling_top_k`. Engine options (fixed when a model
+loads) are never taken from requests.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from rag.core.errors import ConfigError
+from rag.core.pipeline import Pipeline
+from rag.core.types import Answer, Hit
+from rag.generate.decoding import ENGINE_OPTIONS, STRATEGIES, DecodingConfig
+from rag.serve.errors import ApiError
+from rag.serve.settings import ServerSettings
+
+__all__ = [
+    "AnswerResponse",
+    "CitationModel",
+    "HitModel",
+    "QueryResponse",
+    "RequestModels",
+    "answer_body",
+    "decoding_overrides",
+    "hits_body",
+    "request_models",
+]
+
+RENAMED = {"top_k": "sampling_top_k"}
+"""Decoding options whose name in requests differs from `DecodingConfig`'s."""
+_SKIPPED = ENGINE_OPTIONS | {"stream"}
+
+
+class Source(BaseModel):
+    """Where a passage comes from: its file, character offsets, and the file's metadata (title, pages...)."""
+
+    model_config = ConfigDict(extra="allow")
+    path: str
+    start: int
+    end: int
+
+
+class HitModel(BaseModel):
+    id: str
+    score: float
+    text: str
+    source: Source
+
+
+class CitationModel(BaseModel):
+    n: int = Field(description="The passage number [n] as it appears in the answer (hits[n - 1]).")
+    id: str
+    source: Source
+    by: str = Field(description='"marker": the answer contains [n]; "overlap": attributed by shared words.')
+
+
+class QueryResponse(BaseModel):
+    hits: list[HitModel]
+
+
+class AnswerResponse(BaseModel):
+    answer: str
+    citations: list[CitationModel]
+    hits: list[HitModel]
+    usage: dict[str, int]
+
+
+@dataclasses.dataclass(frozen=True)
+class RequestModels:
+    """The request models for one pipeline, and what they let a request set."""
+
+    query: type[BaseModel]
+    answer: type[BaseModel] | None
+    top_k: bool
+    decoding: tuple[str, ...]
+    base_decoding: dict[str, Any]
+
+
+def hits_body(hits: list[Hit]) -> dict[str, Any]:
+    return {"hits": [h.to_dict() for h in hits]}
+
+
+def answer_body(answer: Answer) -> dict[str, Any]:
+    data = answer.to_dict()
+    return {k: data[k] for k in ("answer", "citations", "hits", "usage")}
+
+
+def generator_decoding(pipeline: Pipeline) -> dict[str, Any]:
+    """The decoding settings of the component fed by the pipeline's `decoding` input ({} if none)."""
+    targets = pipeline.inputs.get("decoding") or []
+    for component, _ in targets:
+        settings = pipeline.components[component].settings.get("decoding")
+        if isinstance(settings, dict):
+            return settings
+    return {}
+
+
+def request_models(pipeline: Pipeline, settings: ServerSettings) -> RequestModels:
+    """Build the request models for `pipeline` under the server's limits."""
+    top_k = "top_k" in pipeline.inputs
+    query_fields: dict[str, Any] = {
+        "query": (str, Field(min_length=1, max_length=settings.max_query_chars, description="The search text.")),
+    }
+    if top_k:
+        query_fields["top_k"] = _top_k_field(pipeline, settings, "hits")
+    strict = ConfigDict(extra="forbid", allow_inf_nan=False)
+    query = create_model("QueryRequest", __config__=strict, **query_fields)
+    if "answer" not in pipeline.outputs:
+        return RequestModels(query, None, top_k, (), {})
+    answer_fields: dict[str, Any] = {
+        "question": (str, Field(min_length=1, max_length=settings.max_query_chars, description="The question.")),
+        "stream": (
+            bool,
+            Field(False, description="Send the answer as Server-Sent Events: `token` events, then `answer`."),
+        ),
+    }
+    if top_k:
+        answer_fields["top_k"] = _top_k_field(pipeline, settings, "passages retrieved")
+    decoding: list[str] = []
+    if "decoding" in pipeline.inputs:
+        for name, field in _decoding_fields(settings).items():
+            answer_fields[RENAMED.get(name, name)] = field
+            decoding.append(name)
+    answer = create_model("AnswerRequest", __config__=strict, **answer_fields)
+    return RequestModels(query, answer, top_k, tuple(decoding), generator_decoding(pipeline))
+
+
+def decoding_overrides(body: BaseModel, models: RequestModels) -> dict[str, Any]:
+    """The decoding options a request set, checked against the generator's own settings (422 if invalid)."""
+    given = body.model_fields_set
+    overrides = {name: getattr(body, RENAMED.get(name, name)) for name in models.decoding}
+    overrides = {k: v for k, v in overrides.items() if RENAMED.get(k, k) in given and v is not None}
+    check_decoding(overrides, models.base_decoding)
+    return overrides
+
+
+def check_decoding(overrides: dict[str, Any], base: dict[str, Any]) -> None:
+    """Raise a 422 `ApiError` when `overrides` on top of the generator's `base` settings are not valid."""
+    if not overrides:
+        return
+    try:
+        DecodingConfig.from_dict(base).merged(**overrides)
+    except (ConfigError, TypeError) as exc:
+        message = str(exc).removeprefix("DecodingConfig: ")
+        for name, public in RENAMED.items():
+            message = message.replace(f"{name}=", f"{public}=")
+        param = next((RENAMED.get(k, k) for k in overrides if k in message), None)
+        raise ApiError(422, f"decoding options: {message}", param=param, code="invalid_decoding") from None
+
+
+def _top_k_field(pipeline: Pipeline, settings: ServerSettings, what: str) -> tuple[Any, Any]:
+    default = None
+    for component, _ in pipeline.inputs["top_k"]:
+        default = pipeline.components[component].settings.get("top_k", default)
+    note = f" (the pipeline's default: {default})" if default is not None else ""
+    return (int | None, Field(None, ge=1, le=settings.max_top_k, description=f"Number of {what}{note}."))
+
+
+def _decoding_fields(settings: ServerSettings) -> dict[str, tuple[Any, Any]]:
+    """One optional request field per decoding option, with the server's bounds where they matter."""
+    bounds: dict[str, dict[str, Any]] = {
+        "max_tokens": {"ge": 1, "le": settings.max_tokens},
+        "min_tokens": {"ge": 0, "le": settings.max_tokens},
+        "n": {"ge": 1, "le": settings.max_candidates},
+        "best_of": {"ge": 1, "le": settings.max_candidates},
+        "num_beams": {"ge": 1, "le": settings.max_candidates},
+        "logprobs": {"ge": 0, "le": 20},
+        "stop": {"max_length": 8},
+    }
+    hints = typing.get_type_hints(DecodingConfig)
+    fields: dict[str, tuple[Any, Any]] = {}
+    for f in dataclasses.fields(DecodingConfig):
+        if f.name in _SKIPPED:
+            continue
+        kind = hints[f.name]
+        if typing.get_origin(kind) is tuple:
+            kind = list[str]
+        elif f.name == "strategy":
+            kind = Literal[STRATEGIES]  # type: ignore[valid-type]
+        args = [a for a in typing.get_args(kind) if a is not type(None)]
+        if any(dataclasses.is_dataclass(a) for a in args):
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else None
+        description = f"Decoding option (see DecodingConfig); left out: the pipeline's setting (default {default!r})."
+        fields[f.name] = (kind | None, Field(None, description=description, **bounds.get(f.name, {})))
+    return fields

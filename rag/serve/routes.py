@@ -1,0 +1,155 @@
+"""The native API: `/v1/query`, `/v1/answer` (JSON or Server-Sent Events), `/healthz`, `/readyz`.
+
+This module does not use `from __future__ import annotations`: the request models are built at
+start-up from the pipeline, and FastAPI reads the endpoints' annotations as real classes.
+"""
+
+import functools
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from rag.core.errors import RagError
+from rag.core.types import Answer
+from rag.serve.errors import ApiError, envelope, error_response, from_rag_error
+from rag.serve.metrics import Metrics
+from rag.serve.protocol import (
+    AnswerResponse,
+    QueryResponse,
+    RequestModels,
+    answer_body,
+    decoding_overrides,
+    hits_body,
+)
+from rag.serve.service import RagService, ServedPipeline
+from rag.serve.streaming import Generation, generate, sse_event
+
+__all__ = ["SSE_HEADERS", "collect", "health_router", "native_router", "start_stream"]
+
+logger = logging.getLogger(__name__)
+
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+"""Headers of streamed answers; X-Accel-Buffering keeps nginx from buffering the stream."""
+
+_ERRORS = {
+    400: {"description": "Invalid request (envelope)"},
+    401: {"description": "Missing API key (envelope)"},
+    403: {"description": "Wrong API key (envelope)"},
+    413: {"description": "Body too large (envelope)"},
+    422: {"description": "Validation error (envelope)"},
+    503: {"description": "Not ready or no index (envelope)"},
+}
+
+
+async def start_stream(call: Generation) -> tuple[str | Answer, AsyncIterator[str | Answer]]:
+    """Start a generation and wait for its first item, so that early errors get a proper status."""
+    stream = generate(call)
+    try:
+        first = await anext(stream)
+    except BaseException:
+        await stream.aclose()
+        raise
+    return first, stream
+
+
+async def collect(call: Generation, request: Request) -> Answer:
+    """The final answer of a generation; stops it when the client goes away meanwhile."""
+    stream = generate(call)
+    try:
+        async for item in stream:
+            if isinstance(item, Answer):
+                return item
+            if await request.is_disconnected():
+                raise ApiError(499, "the client went away", code="client_closed")
+    finally:
+        await stream.aclose()
+    raise ApiError(500, "the generation ended without an answer")
+
+
+def native_router(service: RagService, models: RequestModels, metrics: Metrics) -> APIRouter:
+    """Routes for the default pipeline, with request models derived from it."""
+    router = APIRouter(prefix="/v1", tags=["native"], responses=_ERRORS)
+    QueryRequest = models.query
+    served = service.default
+
+    @router.post("/query", response_model=QueryResponse, summary="Retrieval hits for a query")
+    async def query(body: QueryRequest) -> Response:  # type: ignore[valid-type]
+        hits = await run_in_threadpool(service.query, served, body.query, getattr(body, "top_k", None))
+        return JSONResponse(hits_body(hits))
+
+    if models.answer is not None:
+        AnswerRequest = models.answer
+
+        @router.post(
+            "/answer",
+            response_model=AnswerResponse,
+            summary="An answer with citations (streamed as Server-Sent Events with stream=true)",
+            responses={200: {"content": {"text/event-stream": {}}}},
+        )
+        async def answer(body: AnswerRequest, request: Request) -> Response:  # type: ignore[valid-type]
+            decoding = decoding_overrides(body, models)
+            call = functools.partial(service.ask, served, body.question, getattr(body, "top_k", None), decoding)
+            if body.stream:
+                first, stream = await start_stream(call)
+                return StreamingResponse(
+                    _answer_events(first, stream, served, metrics), media_type="text/event-stream", headers=SSE_HEADERS
+                )
+            result = await collect(call, request)
+            metrics.answered(served.name, result)
+            return JSONResponse(answer_body(result))
+
+    return router
+
+
+async def _answer_events(
+    first: str | Answer, stream: AsyncIterator[str | Answer], served: ServedPipeline, metrics: Metrics
+) -> AsyncIterator[str]:
+    """`token` events ({"text"}), then one `answer` event (as /v1/answer's JSON), or one `error` event."""
+    item = first
+    finished = False
+    try:
+        while True:
+            if isinstance(item, Answer):
+                metrics.answered(served.name, item)
+                finished = True
+                yield sse_event(answer_body(item), "answer")
+                return
+            yield sse_event({"text": item}, "token")
+            item = await anext(stream)
+    except RagError as exc:
+        finished = True
+        yield sse_event(from_rag_error(exc).body(), "error")
+    except Exception:
+        finished = True
+        logger.exception("streamed answer failed")
+        yield sse_event(envelope("internal server error; the server log has the details", "server_error"), "error")
+    finally:
+        if not finished:
+            metrics.cancelled.labels(pipeline=served.name).inc()
+        await stream.aclose()
+
+
+def health_router(service: RagService) -> APIRouter:
+    """Liveness and readiness; never behind API keys."""
+    router = APIRouter(tags=["health"])
+
+    @router.get("/healthz", summary="Liveness: the process answers")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get("/readyz", summary="Readiness: models loaded and an index being served")
+    async def readyz() -> Response:
+        if not service.ready:
+            return error_response(ApiError(503, "loading models", code="not_ready"))
+        if service.problem:
+            return error_response(ApiError(503, service.problem, code="index_unusable"))
+        if service.generation is None:
+            message = "no index yet: upload documents (POST /v1/documents) or run `rag index`"
+            return error_response(ApiError(503, message, code="no_index"))
+        body = {"status": "ready", "index": service.generation.name, "pipelines": list(service.served)}
+        return JSONResponse(body)
+
+    return router

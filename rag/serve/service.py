@@ -1,0 +1,258 @@
+"""The serving class: the configured pipelines over one index, loaded once, swapped atomically.
+
+Each served pipeline keeps two slots (two sets of retriever components over the same models).
+Requests read the active slot under its shared lock. When the index gets a new generation, it is
+loaded into the idle slot (waiting only for requests still reading that slot's older state), then
+the slot becomes active in one assignment: no request ever sees a half-loaded index, and none
+waits for the load. Generators, prompt builders and other stateless components are shared by both
+slots, so models are loaded once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rag.api import RAG
+from rag.core.errors import ConfigError, IndexNotFoundError, IndexStoreError
+from rag.core.pipeline import Pipeline
+from rag.core.types import Answer, Hit
+from rag.retrieve.base import Retriever
+from rag.serve.errors import ApiError
+from rag.serve.rwlock import ReadWriteLock
+from rag.serve.settings import ServerSettings
+from rag.store.index_folder import IndexFolder
+
+__all__ = ["RagService", "ServedPipeline", "twin"]
+
+logger = logging.getLogger(__name__)
+
+
+class _PinnedRAG(RAG):
+    """A `RAG` whose index generation changes only in `refresh()`, never inside a request."""
+
+    def _load(self) -> None:
+        if self._loaded_generation is None:
+            self.folder.require_current()
+            raise IndexNotFoundError(f"the index {self.folder.root} is not loaded yet; try again in a moment")
+
+    def refresh(self) -> Path | None:
+        """Load the live generation into this RAG's retrievers; call only when no request reads it."""
+        RAG._load(self)
+        return self._loaded_generation
+
+
+def twin(pipeline: Pipeline) -> Pipeline:
+    """The same pipeline with fresh retriever components; every other component object is shared."""
+    components = {
+        name: type(c)(**c.settings) if isinstance(c, Retriever) else c for name, c in pipeline.components.items()
+    }
+    return Pipeline(
+        components,
+        [(f"{c.sender}.{c.output}", f"{c.receiver}.{c.input}") for c in pipeline.connections],
+        inputs={name: [f"{c}.{s}" for c, s in targets] for name, targets in pipeline.inputs.items()},
+        outputs={name: f"{c}.{o}" for name, (c, o) in pipeline.outputs.items()},
+        indexing=pipeline.indexing,
+        name=pipeline.name,
+        description=pipeline.description,
+    )
+
+
+@dataclass
+class _Slot:
+    rag: _PinnedRAG
+    lock: ReadWriteLock = field(default_factory=ReadWriteLock)
+    generation: Path | None = None
+
+
+class ServedPipeline:
+    """One pipeline served under a name (the OpenAI `model`), with its two slots."""
+
+    def __init__(self, name: str, index: Path, pipeline: Pipeline) -> None:
+        self.name = name
+        self.pipeline = pipeline
+        self._slots = [_Slot(_PinnedRAG(index, pipeline)), _Slot(_PinnedRAG(index, twin(pipeline)))]
+        self._active = 0
+
+    @property
+    def pipelines(self) -> list[Pipeline]:
+        return [slot.rag.pipeline for slot in self._slots]
+
+    @property
+    def streams(self) -> bool:
+        """Whether the pipeline hands out text as it is generated (it has an `on_token` input)."""
+        return "on_token" in self.pipeline.inputs
+
+    @property
+    def answers(self) -> bool:
+        return "answer" in self.pipeline.outputs
+
+    def warm_up(self) -> None:
+        for pipeline in self.pipelines:
+            pipeline.warm_up()
+
+    def swap_to(self, generation: Path) -> None:
+        """Load `generation` into the idle slot, then make it the active one."""
+        idle = self._slots[1 - self._active]
+        with idle.lock.write():
+            if idle.generation != generation:
+                idle.generation = idle.rag.refresh()
+        self._active = 1 - self._active
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[RAG]:
+        """The active slot's RAG, held so that no swap reloads it while the caller reads."""
+        slot = self._slots[self._active]
+        with slot.lock.read():
+            yield slot.rag
+
+    def embedder(self) -> Any | None:
+        """The pipeline's dense embedding model (for /v1/embeddings), or None."""
+        for component in self.pipeline.components.values():
+            embedder = getattr(component, "_embedder", None)  # DenseRetriever's SentenceTransformerEmbedder
+            if embedder is not None and hasattr(embedder, "encode_documents"):
+                return embedder
+        return None
+
+
+class RagService:
+    """The configured pipelines over one index; see the module docstring."""
+
+    def __init__(self, settings: ServerSettings) -> None:
+        self.settings = settings
+        self.folder = IndexFolder(settings.index)
+        self.served: dict[str, ServedPipeline] = {}
+        self.generation: Path | None = None
+        self.started = int(time.time())
+        self.ready = False
+        self.problem: str | None = None
+        self._failed: Path | None = None
+        self._swap = threading.Lock()
+
+    def load_pipelines(self) -> None:
+        """Read the pipeline definitions (cheap: no model is loaded)."""
+        for ref in self.settings.pipelines:
+            pipeline = _PinnedRAG(self.settings.index, ref, self.settings.allowed).pipeline
+            name = pipeline.name or (Path(ref).stem if isinstance(ref, str) else "default")
+            if name in self.served:
+                raise ConfigError(f"two served pipelines are named '{name}'; give each pipeline its own name")
+            self.served[name] = ServedPipeline(name, self.settings.index, pipeline)
+
+    def start(self) -> None:
+        """Load every model and the live index (blocking; once per worker, at start-up; again: nothing)."""
+        if self.ready:
+            return
+        if not self.served:
+            self.load_pipelines()
+        for served in self.served.values():
+            served.warm_up()
+        self.sync(wait=True, strict=True)
+        self.ready = True
+        logger.info("serving %s over %s (generation %s)", ", ".join(self.served), self.folder.root, self.generation)
+
+    @property
+    def default(self) -> ServedPipeline:
+        return next(iter(self.served.values()))
+
+    def get(self, model: str | None) -> ServedPipeline:
+        """The served pipeline named `model` (the default one for None); 404 for any other name."""
+        if model is None:
+            return self.default
+        if model not in self.served:
+            raise ApiError(
+                404,
+                f"the model '{model}' does not exist; this server serves: {', '.join(self.served)} (see /v1/models)",
+                param="model",
+                code="model_not_found",
+            )
+        return self.served[model]
+
+    def sync(self, wait: bool = False, strict: bool = False) -> bool:
+        """Swap in the index's live generation if it changed; returns whether one was swapped in.
+
+        A request that finds another thread swapping goes on with the previous generation. A generation
+        that cannot be loaded is logged, reported by /readyz and not tried again until the index changes;
+        requests go on with the previous one (`strict`: raise instead).
+        """
+        try:
+            current = self.folder.current()
+        except IndexStoreError as exc:  # a damaged CURRENT pointer
+            self.problem = str(exc)
+            if strict:
+                raise
+            return False
+        if current == self.generation or (current == self._failed and not strict):
+            self.problem = None if current == self.generation else self.problem
+            return False
+        if not self._swap.acquire(blocking=wait):
+            return False
+        try:
+            if current is None or current == self.generation:  # another thread swapped it in meanwhile
+                return False
+            for served in self.served.values():
+                served.swap_to(current)
+        except Exception as exc:
+            self._failed = current
+            self.problem = f"cannot load index generation {current}: {exc}"
+            logger.error("%s; still serving %s", self.problem, self.generation)
+            if strict:
+                raise
+            return False
+        finally:
+            self._swap.release()
+        self.generation, self.problem, self._failed = current, None, None
+        logger.info("now serving index generation %s", current.name)
+        return True
+
+    @contextlib.contextmanager
+    def reading(self, served: ServedPipeline) -> Iterator[RAG]:
+        if not self.ready:
+            raise ApiError(503, "the server is still loading its models; try again shortly", code="not_ready")
+        self.sync()
+        with served.reading() as rag:
+            yield rag
+
+    def query(self, served: ServedPipeline, query: str, top_k: int | None) -> list[Hit]:
+        with self.reading(served) as rag:
+            return rag.query(query, top_k)
+
+    def ask(
+        self,
+        served: ServedPipeline,
+        question: str,
+        top_k: int | None,
+        decoding: Mapping[str, Any] | None,
+        on_token: Callable[[str], None] | None = None,
+    ) -> Answer:
+        """An answer; `on_token` gets the text as it is generated (all at once if the pipeline cannot stream)."""
+        if not served.answers:
+            raise ApiError(
+                400, f"the pipeline '{served.name}' retrieves only: it has no 'answer' output", code="no_answer"
+            )
+        with self.reading(served) as rag:
+            answer = rag.ask(question, top_k, decoding or None, on_token if served.streams else None)
+        if on_token is not None and not served.streams and answer.text:
+            on_token(answer.text)
+        return answer
+
+    def embed(self, served: ServedPipeline, texts: list[str], as_queries: bool) -> np.ndarray:
+        embedder = served.embedder()
+        if embedder is None:
+            raise ApiError(
+                400,
+                f"the pipeline '{served.name}' has no dense embedding model; pick a model with one (see /v1/models)",
+                param="model",
+                code="no_embedder",
+            )
+        if not self.ready:
+            raise ApiError(503, "the server is still loading its models; try again shortly", code="not_ready")
+        vectors = embedder.encode_queries(texts) if as_queries else embedder.encode_documents(texts)
+        return np.asarray(vectors, dtype=np.float32)

@@ -1,0 +1,61 @@
+"""The web page in real headless Chromium: ask, watch the answer stream in, click a citation."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.serve.fakes import EchoGenerator, answer_pipeline
+from tests.serve.helpers import serving
+
+pytestmark = pytest.mark.integration
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+DRIVER = shutil.which("chromedriver")
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install 'rag[dev]')")
+    if CHROMIUM is None or DRIVER is None:
+        pytest.skip("no headless Chromium: install Debian's chromium and chromium-driver packages")
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(DRIVER), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def test_ask_watch_the_stream_and_open_a_citation(browser: Any, echo_index: Path) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    generator = EchoGenerator(words=12, delay=0.15)
+    with serving(echo_index, answer_pipeline(generator)) as client:
+        browser.get(str(client.base_url) + "/")
+        browser.find_element(By.ID, "question").send_keys("Why does bread dough rise?")
+        browser.find_element(By.ID, "ask").click()
+        wait = WebDriverWait(browser, 20)
+        answer = browser.find_element(By.ID, "answer")
+        wait.until(lambda _: len(answer.text.split()) >= 2)
+        partial = answer.text
+        assert "[1]" not in partial  # seen mid-stream, before the final answer arrived
+        link = wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, "#answer a.cite")))
+        assert answer.text.startswith(partial.split()[0]) and answer.text.endswith("[1].")
+        link.click()
+        wait.until(ec.visibility_of_element_located((By.ID, "passage")))
+        assert "bread.md" in browser.find_element(By.ID, "passage-source").text
+        assert "yeast ferments sugars" in browser.find_element(By.ID, "passage-text").text
+        assert "bread.md" in browser.find_element(By.ID, "sources").text
+        browser.save_screenshot(str(echo_index.parent / "page.png"))
