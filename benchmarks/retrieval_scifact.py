@@ -43,7 +43,7 @@ from rag.retrieve.dense import DenseRetriever
 from rag.retrieve.matryoshka import MatryoshkaRetriever
 from rag.store.index_folder import IndexFolder
 
-PIPELINES = ["bm25", "splade", "dense", "dense-int8", "dense-binary", "matryoshka", "colbert"]
+PIPELINES = ["bm25", "splade", "dense", "dense-int8", "dense-binary", "matryoshka", "colbert", "hybrid"]
 SCIFACT = DATA / "scifact"
 
 
