@@ -9,7 +9,7 @@ from collections.abc import Callable, Collection, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from rag.core.errors import GenerationCancelled, PipelineError
+from rag.core.errors import GenerationCancelled, IndexNotFoundError, PipelineError
 from rag.core.pipeline import Pipeline
 from rag.core.serialization import load_pipeline, pipeline_from_dict
 from rag.core.types import Answer, Hit
@@ -28,6 +28,10 @@ class RAG:
     `pipeline` is a Pipeline, a shipped pipeline name or a YAML path. Left out, it is the
     pipeline the index was built with, or "default" for a new index. `allowed` lists extra
     component classes (full dotted names) a pipeline file may construct.
+
+    By default every query first checks which index generation is live and switches to a newer
+    one. With `follow_updates=False` the generation changes only when `refresh()` is called (a
+    server that swaps indexes between requests), and a query before any `refresh()` is an error.
     """
 
     def __init__(
@@ -35,8 +39,10 @@ class RAG:
         index: str | os.PathLike[str],
         pipeline: Pipeline | str | os.PathLike[str] | None = None,
         allowed: Collection[str] = (),
+        follow_updates: bool = True,
     ) -> None:
         self.folder = IndexFolder(index)
+        self.follow_updates = follow_updates
         self._allowed = tuple(allowed)
         self._explicit = pipeline is not None
         self._pipeline = pipeline if isinstance(pipeline, Pipeline) else None
@@ -148,11 +154,11 @@ class RAG:
             inputs["top_k"] = top_k
         return pipeline.run(inputs, outputs=[output])[output]
 
-    def _load(self) -> None:
-        """Attach the live index generation to the pipeline's retrievers (again after a swap)."""
+    def refresh(self) -> Path:
+        """Attach the live index generation to the pipeline's retrievers now; returns its folder."""
         current = self.folder.require_current()
         if current == self._loaded_generation:
-            return
+            return current
         manifest = self.folder.manifest(current)
         if self._explicit:
             check_compatible(manifest["fingerprint"], self.pipeline, self.folder.root)
@@ -160,3 +166,11 @@ class RAG:
         for name, retriever in retrievers(self.pipeline).items():
             retriever.load(current / "components" / name, store)
         self._loaded_generation = current
+        return current
+
+    def _load(self) -> None:
+        if self.follow_updates:
+            self.refresh()
+        elif self._loaded_generation is None:
+            self.folder.require_current()
+            raise IndexNotFoundError(f"the index {self.folder.root} is not loaded yet; call refresh() first")

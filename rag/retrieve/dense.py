@@ -106,6 +106,11 @@ class DenseRetriever(Retriever):
             del settings["rescore_precision"]
         return settings
 
+    @property
+    def embedder(self) -> SentenceTransformerEmbedder:
+        """The model that encodes queries and documents (loaded on first use)."""
+        return self._embedder
+
     def warm_up(self) -> None:
         """Load the embedding model."""
         self._embedder.load()

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from rag.api import RAG
-from rag.core.errors import ConfigError, IndexNotFoundError, IndexStoreError
+from rag.core.errors import ConfigError, IndexStoreError
 from rag.core.pipeline import Pipeline
 from rag.core.types import Answer, Hit
 from rag.retrieve.base import Retriever
@@ -36,18 +36,9 @@ __all__ = ["RagService", "ServedPipeline", "twin"]
 logger = logging.getLogger(__name__)
 
 
-class _PinnedRAG(RAG):
-    """A `RAG` whose index generation changes only in `refresh()`, never inside a request."""
-
-    def _load(self) -> None:
-        if self._loaded_generation is None:
-            self.folder.require_current()
-            raise IndexNotFoundError(f"the index {self.folder.root} is not loaded yet; try again in a moment")
-
-    def refresh(self) -> Path | None:
-        """Load the live generation into this RAG's retrievers; call only when no request reads it."""
-        RAG._load(self)
-        return self._loaded_generation
+def _pinned(index: Path, pipeline: Pipeline) -> RAG:
+    """A RAG whose index generation changes only in `refresh()`, never inside a request."""
+    return RAG(index, pipeline, follow_updates=False)
 
 
 def twin(pipeline: Pipeline) -> Pipeline:
@@ -68,7 +59,7 @@ def twin(pipeline: Pipeline) -> Pipeline:
 
 @dataclass
 class _Slot:
-    rag: _PinnedRAG
+    rag: RAG
     lock: ReadWriteLock = field(default_factory=ReadWriteLock)
     generation: Path | None = None
 
@@ -79,7 +70,7 @@ class ServedPipeline:
     def __init__(self, name: str, index: Path, pipeline: Pipeline) -> None:
         self.name = name
         self.pipeline = pipeline
-        self._slots = [_Slot(_PinnedRAG(index, pipeline)), _Slot(_PinnedRAG(index, twin(pipeline)))]
+        self._slots = [_Slot(_pinned(index, pipeline)), _Slot(_pinned(index, twin(pipeline)))]
         self._active = 0
 
     @property
@@ -117,7 +108,7 @@ class ServedPipeline:
     def embedder(self) -> Any | None:
         """The pipeline's dense embedding model (for /v1/embeddings), or None."""
         for component in self.pipeline.components.values():
-            embedder = getattr(component, "_embedder", None)  # DenseRetriever's SentenceTransformerEmbedder
+            embedder = getattr(component, "embedder", None)  # DenseRetriever.embedder, or any component's alike
             if embedder is not None and hasattr(embedder, "encode_documents"):
                 return embedder
         return None
@@ -140,7 +131,7 @@ class RagService:
     def load_pipelines(self) -> None:
         """Read the pipeline definitions (cheap: no model is loaded)."""
         for ref in self.settings.pipelines:
-            pipeline = _PinnedRAG(self.settings.index, ref, self.settings.allowed).pipeline
+            pipeline = RAG(self.settings.index, ref, self.settings.allowed).pipeline
             name = pipeline.name or (Path(ref).stem if isinstance(ref, str) else "default")
             if name in self.served:
                 raise ConfigError(f"two served pipelines are named '{name}'; give each pipeline its own name")

@@ -38,7 +38,7 @@ def server(echo_index: Path) -> Iterator[tuple[str, EchoGenerator]]:
     pipelines: tuple[Pipeline, ...] = (answer_pipeline(generator), retrieval)
     app = create_app(ServerSettings(index=echo_index, pipelines=pipelines, api_keys=("sk-test",), max_tokens=50))
     for served in app.state.service.served["search"].pipelines:
-        served.components["bm25"]._embedder = FakeEmbedder()  # type: ignore[attr-defined]
+        served.components["bm25"].embedder = FakeEmbedder()  # type: ignore[attr-defined]
     with running(app) as url:
         yield url, generator
 
