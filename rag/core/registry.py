@@ -26,6 +26,7 @@ BUILTIN_COMPONENTS: dict[str, str] = {
     "CrossEncoderReranker": "rag.rerank.cross_encoder:CrossEncoderReranker",
     "PromptBuilder": "rag.generate.prompt:PromptBuilder",
     "TransformersGenerator": "rag.generate.transformers_generator:TransformersGenerator",
+    "VLLMGenerator": "rag.generate.vllm_generator:VLLMGenerator",
     "OpenAIGenerator": "rag.generate.openai_generator:OpenAIGenerator",
     "AnswerBuilder": "rag.generate.answer:AnswerBuilder",
     "RecursiveChunker": "rag.ingest.chunkers.recursive:RecursiveChunker",
