@@ -60,8 +60,8 @@ def measure(name: str) -> dict[str, Any]:
     before = resident_mb()
     report = evaluate(dataset, pipeline, top_k=100)
     result = report.to_dict() | {"memory_mb": resident_mb() - before}
-    generation = IndexFolder(report.index["path"]).require_current()
-    files = [p for p in (generation / "components").rglob("*") if p.is_file()]
+    generations = [IndexFolder(part["path"]).require_current() for part in report.index["parts"].values()]
+    files = [p for generation in generations for p in (generation / "components").rglob("*") if p.is_file()]
     result["disk_mb"] = sum(p.stat().st_size for p in files) / 2**20
     texts = list(dataset.queries.values())
     for retriever in retrievers(pipeline).values():

@@ -382,8 +382,9 @@ def eval_cmd(
     out.print(table)
     for row in data:
         index = row["index"]
-        reused = "reused" if index["reused"] else f"built in {index['build_seconds']:.1f} s"
-        click.echo(f"{row['pipeline']}: index {index['path']} ({reused})", err=True)
+        for name, part in index["parts"].items():
+            reused = "reused" if part["reused"] else f"built in {part['build_seconds']:.1f} s"
+            click.echo(f"{row['pipeline']}: {name} index {part['path']} ({reused})", err=True)
 
 
 @main.group("train")

@@ -32,7 +32,15 @@ from rag.retrieve.base import Retriever
 from rag.store.chunk_store import ChunkStore, FileRecord
 from rag.store.index_folder import FORMAT_VERSION, IndexFolder
 
-__all__ = ["IndexReport", "Progress", "index_folder", "retrievers", "update_retrievers", "write_manifest"]
+__all__ = [
+    "IndexReport",
+    "Progress",
+    "index_folder",
+    "retrievers",
+    "update_retriever",
+    "update_retrievers",
+    "write_manifest",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -250,17 +258,31 @@ def update_retrievers(
         if old is not None and not added and not removed:
             shutil.copytree(old, new, copy_function=os.link)  # unchanged: share the files
             continue
-        retriever.load(old, store)
-        if removed:
-            retriever.remove(removed)
-        if added:
-            retriever.warm_up()
-            for start in range(0, len(added), _BATCH):
-                retriever.add(added[start : start + _BATCH])
-                if progress:
-                    progress(f"embedding ({name})", min(start + _BATCH, len(added)), len(added))
-        new.mkdir(parents=True)
-        retriever.save(new)
+        update_retriever(name, retriever, old, new, store, added, removed, progress)
+
+
+def update_retriever(
+    name: str,
+    retriever: Retriever,
+    old: Path | None,
+    new: Path,
+    store: ChunkStore,
+    added: list[Chunk],
+    removed: set[str],
+    progress: Progress | None,
+) -> None:
+    """Load one retriever's state from `old` (None: empty), apply the changes, save it into `new`."""
+    retriever.load(old, store)
+    if removed:
+        retriever.remove(removed)
+    if added:
+        retriever.warm_up()
+        for start in range(0, len(added), _BATCH):
+            retriever.add(added[start : start + _BATCH])
+            if progress:
+                progress(f"embedding ({name})", min(start + _BATCH, len(added)), len(added))
+    new.mkdir(parents=True)
+    retriever.save(new)
 
 
 def write_manifest(

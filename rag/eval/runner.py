@@ -1,8 +1,9 @@
 """`rag eval`: index a BEIR corpus with a pipeline (once), run its queries, score the rankings.
 
-The index of a corpus lives under `~/.cache/rag/eval/` (or `index_root`), named by dataset,
-pipeline and a hash of what shapes it (corpus bytes, chunking, retrievers' index settings), so
-a second run with the same corpus and pipeline reuses it and a changed one builds another.
+Each retriever's index of a corpus lives under `~/.cache/rag/eval/` (or `index_root`), named by
+dataset, retriever type and a hash of what shapes it (corpus bytes, chunking, the retriever's
+index settings), so a second run reuses it, another pipeline with the same retriever (BM25 in
+`bm25` and in `hybrid`) shares it, and a changed setting builds another.
 Document embeddings also go through the embedding cache (`rag.embed.cache`), so pipelines that
 share a model (dense, dense-int8, dense-binary) encode the corpus once between them.
 
@@ -35,7 +36,7 @@ from rag.embed import cache as embedding_cache
 from rag.eval.beir import BeirDataset
 from rag.eval.metrics import evaluate_run, mean
 from rag.index.files import read_json, write_json
-from rag.indexer import Progress, retrievers, update_retrievers, write_manifest
+from rag.indexer import Progress, retrievers, update_retriever, write_manifest
 from rag.models import cache_dir
 from rag.retrieve.base import Retriever
 from rag.store.chunk_store import ChunkStore, FileRecord
@@ -105,10 +106,7 @@ def evaluate(
         raise PipelineError(f"pipeline '{pipeline.name}' has no 'indexing' chunker; use chunking='document'")
     root = Path(index_root) if index_root is not None else cache_dir() / "eval"
     with _embedding_cache(use_cache):
-        generation, index_info = _build_or_reuse(dataset, pipeline, chunking, root, progress)
-    store = ChunkStore.load(generation)
-    for name, retriever in retrievers(pipeline).items():
-        retriever.load(generation / "components" / name, store)
+        index_info = _build_or_reuse(dataset, pipeline, chunking, root, progress)
     pipeline.warm_up(["hits"])
     depth = top_k if chunking == "document" else 3 * top_k
     query_ids, texts = list(dataset.queries), list(dataset.queries.values())
@@ -160,37 +158,57 @@ def _embedding_cache(enabled: bool) -> Iterator[None]:
         del os.environ[embedding_cache.ENV_VAR]
 
 
-def _fingerprint(dataset: BeirDataset, pipeline: Pipeline, chunking: str) -> dict[str, Any]:
+def _fingerprint(dataset: BeirDataset, pipeline: Pipeline, chunking: str, retriever: Retriever) -> dict[str, Any]:
+    """What shapes one retriever's index of the corpus: corpus bytes, chunking, index settings."""
     chunker = pipeline.indexing.chunker.to_dict() if chunking == "pipeline" and pipeline.indexing else "document"
     return {
         "corpus_sha256": dataset.corpus_sha256,
         "chunking": chunker,
-        "retrievers": {n: {"type": type(r).__name__, **r.index_settings()} for n, r in retrievers(pipeline).items()},
+        "retriever": {"type": type(retriever).__name__, **retriever.index_settings()},
     }
 
 
 def _build_or_reuse(
     dataset: BeirDataset, pipeline: Pipeline, chunking: str, root: Path, progress: Progress | None
-) -> tuple[Path, dict[str, Any]]:
-    wanted = _fingerprint(dataset, pipeline, chunking)
-    key = hashlib.sha256(json.dumps(wanted, sort_keys=True, default=str).encode()).hexdigest()[:12]
-    folder = IndexFolder(root / f"{dataset.name}-{pipeline.name or 'pipeline'}-{key}")
-    with folder.lock(wait=3600):
-        current = folder.current()
-        if current is not None and folder.manifest(current)["fingerprint"] == wanted:
-            built = current / "build.json"  # absent from indexes built before it was recorded
-            seconds = read_json(built)["seconds"] if built.exists() else None
-            return current, {"path": str(folder.root), "reused": True, "build_seconds": seconds}
-        started = time.perf_counter()
-        store = _chunk_store(dataset, pipeline, chunking)
-        added = sorted(store.chunks.values(), key=lambda c: (len(c.text), c.id))
-        with folder.new_generation() as generation:
-            update_retrievers(pipeline, None, generation, store, added, set(), progress)
-            store.save(generation)
-            write_manifest(generation, pipeline, wanted, f"beir:{dataset.name}", store)
-            seconds = round(time.perf_counter() - started, 2)
-            write_json(generation / "build.json", {"seconds": seconds})
-        return folder.require_current(), {"path": str(folder.root), "reused": False, "build_seconds": seconds}
+) -> dict[str, Any]:
+    """Load every retriever of `pipeline` with its index of the corpus, building only the missing ones.
+
+    Each retriever's index is kept on its own (`root/DATASET-TYPE-HASH`, a normal index folder with
+    the chunk store and `components/retriever`), so pipelines that share a retriever share its index.
+    """
+    store: ChunkStore | None = None
+    parts: dict[str, dict[str, Any]] = {}
+    for name, retriever in retrievers(pipeline).items():
+        wanted = _fingerprint(dataset, pipeline, chunking, retriever)
+        key = hashlib.sha256(json.dumps(wanted, sort_keys=True, default=str).encode()).hexdigest()[:12]
+        folder = IndexFolder(root / f"{dataset.name}-{type(retriever).__name__.lower()}-{key}")
+        with folder.lock(wait=3600):
+            current = folder.current()
+            if current is not None and folder.manifest(current)["fingerprint"] == wanted:
+                seconds = read_json(current / "build.json")["seconds"]
+                parts[name] = {"path": str(folder.root), "reused": True, "build_seconds": seconds}
+                continue
+            started = time.perf_counter()
+            store = store or _chunk_store(dataset, pipeline, chunking)
+            added = sorted(store.chunks.values(), key=lambda c: (len(c.text), c.id))
+            with folder.new_generation() as generation:
+                update_retriever(
+                    name, retriever, None, generation / "components" / "retriever", store, added, set(), progress
+                )
+                store.save(generation)
+                write_manifest(generation, pipeline, wanted, f"beir:{dataset.name}", store)
+                seconds = round(time.perf_counter() - started, 2)
+                write_json(generation / "build.json", {"seconds": seconds})
+            parts[name] = {"path": str(folder.root), "reused": False, "build_seconds": seconds}
+    generations = {name: IndexFolder(part["path"]).require_current() for name, part in parts.items()}
+    loaded = ChunkStore.load(next(iter(generations.values())))  # the same chunks in every part
+    for name, retriever in retrievers(pipeline).items():
+        retriever.load(generations[name] / "components" / "retriever", loaded)
+    return {
+        "reused": all(part["reused"] for part in parts.values()),
+        "build_seconds": round(sum(part["build_seconds"] for part in parts.values()), 2),
+        "parts": parts,
+    }
 
 
 def _chunk_store(dataset: BeirDataset, pipeline: Pipeline, chunking: str) -> ChunkStore:

@@ -39,11 +39,13 @@ def test_scores_and_reuses_the_index(dataset_dir: Path, tmp_path: Path) -> None:
     assert not first.index["reused"]
     pipeline = fake_pipeline()
     second = evaluate(dataset, pipeline, top_k=3, index_root=tmp_path / "eval")
-    assert second.index["reused"] and second.index["path"] == first.index["path"]
+    assert second.index["reused"] and second.index["parts"] == {
+        name: {**part, "reused": True} for name, part in first.index["parts"].items()
+    }
     assert pipeline.components["vec"].embedded == 0  # nothing encoded the second time
     assert second.run == first.run
     other = evaluate(dataset, fake_pipeline(dim=32), top_k=3, index_root=tmp_path / "eval")
-    assert other.index["path"] != first.index["path"]  # other index settings: another index
+    assert other.index["parts"]["vec"]["path"] != first.index["parts"]["vec"]["path"]  # other settings, other index
 
 
 def test_batched_and_one_at_a_time_runs_agree(dataset_dir: Path, tmp_path: Path) -> None:
