@@ -19,6 +19,7 @@ __all__ = ["BUILTIN_COMPONENTS", "resolve_type", "type_name"]
 BUILTIN_COMPONENTS: dict[str, str] = {
     "BM25Retriever": "rag.retrieve.bm25:BM25Retriever",
     "DenseRetriever": "rag.retrieve.dense:DenseRetriever",
+    "ColBERTRetriever": "rag.retrieve.colbert:ColBERTRetriever",
     "MatryoshkaRetriever": "rag.retrieve.matryoshka:MatryoshkaRetriever",
     "SpladeRetriever": "rag.retrieve.splade:SpladeRetriever",
     "ReciprocalRankFusion": "rag.fuse.rrf:ReciprocalRankFusion",
