@@ -96,3 +96,22 @@ def test_train_then_rerank_with_the_trained_folder(tmp_path: Path, monkeypatch) 
     assert len(result) == 3 and all(0.0 <= h.score <= 1.0 for h in result)  # sigmoid of one logit
     again = train_reranker(dataset, fake_pipeline(), out, negatives=1, max_length=32, batch_size=8)
     assert again.out == str(out) and (out / "model.safetensors").exists()  # replaced in place
+
+
+@pytest.mark.integration
+def test_maxsim_reranker_with_real_minilm_tokens() -> None:
+    pytest.importorskip("sentence_transformers")
+    from rag.embed.multivector import maxsim
+    from rag.rerank.maxsim import MaxSimReranker
+
+    reranker = MaxSimReranker(top_k=2)
+    given = hits(
+        "The stock market fell sharply on Monday.",
+        "Kittens sleep most of the day and purr when they are content.",
+        "A recipe for sourdough bread with a long fermentation.",
+    )
+    result = reranker.run("why do cats purr", given)["hits"]
+    assert result[0].chunk.text.startswith("Kittens") and len(result) == 2
+    query = reranker._embedder.encode_queries(["why do cats purr"])[0]
+    tokens = reranker._embedder.encode_documents([given[1].chunk.text])[0]
+    assert result[0].score == pytest.approx(maxsim(query, tokens), rel=1e-5)
