@@ -556,3 +556,8 @@ def pipeline_show(name: str) -> None:
 
     with _guard(False):
         click.echo(dump_pipeline(load_pipeline(name)), nl=False)
+
+
+from rag.eval.answers_cli import eval_answers_cmd  # noqa: E402  (imports nothing from this module at import time)
+
+main.add_command(eval_answers_cmd)

