@@ -12,6 +12,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 def _has_cuda() -> bool:
+    # NVML's device count: asking the CUDA runtime would make every later fork() unable to use CUDA, and vLLM
+    # starts its engine core in a forked process
+    os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
     try:
         import torch
     except ImportError:

@@ -199,6 +199,22 @@ class OpenAIGenerator(Component):
         usage = data.get("usage") or {}
         return {"reply": texts[0].strip(), "replies": texts, "usage": _usage(usage), "candidates": candidates}
 
+    def generate_batch(
+        self, batch: list[list[dict[str, str]]], decoding: dict[str, Any] | None = None, concurrency: int = 16
+    ) -> list[dict[str, Any]]:
+        """Reply to every conversation in `batch`, at most `concurrency` requests in flight; results in order.
+
+        Concurrent requests are what a server with continuous batching (vLLM) needs to batch them.
+        """
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._config(decoding)  # a bad option fails once, before any request
+        if not isinstance(batch, list):
+            raise ConfigError(f"OpenAIGenerator: batch must be a list of message lists, got {batch!r}")
+        self.warm_up()
+        with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(batch)))) as pool:
+            return list(pool.map(lambda messages: self.run(messages, decoding), batch))
+
     def stream(self, messages: list[dict[str, str]], decoding: dict[str, Any] | None = None) -> Iterator[str]:
         """Yield the reply's text pieces as the server sends them (server-sent events)."""
         config = self._config({**(decoding or {}), "stream": True})

@@ -108,6 +108,33 @@ class TransformersGenerator(Component):
         _check_messages(messages)
         return self._generate(messages, config, on_token)
 
+    def generate_batch(
+        self, batch: list[list[dict[str, str]]], decoding: dict[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
+        """Reply to every conversation in `batch`; results in the same order, each what `run` returns.
+
+        Greedy and sampled replies (n = 1, no speculative decoding or prefix caching) go through one
+        left-padded `generate` call; other configs run one conversation at a time. An empty conversation
+        gets an empty reply and is not sent.
+        """
+        config = self._config(decoding)
+        if not isinstance(batch, list):
+            raise ConfigError(f"TransformersGenerator: batch must be a list of message lists, got {batch!r}")
+        for messages in batch:
+            if messages:
+                _check_messages(messages)
+        results = [self.run([]) for _ in batch]
+        todo = [i for i, messages in enumerate(batch) if messages]
+        one_call = config.strategy in ("greedy", "sample") and config.n == 1
+        if not one_call or config.speculative is not None or config.prefix_caching:
+            for i in todo:
+                results[i] = self._generate(batch[i], config, None)
+            return results
+        if todo:
+            for i, out in zip(todo, self._generate_padded([batch[i] for i in todo], config), strict=True):
+                results[i] = out
+        return results
+
     def stream(self, messages: list[dict[str, str]], decoding: dict[str, Any] | None = None) -> Iterator[str]:
         """Yield the reply's text pieces as they are generated (greedy or sample, n = 1)."""
         config = self._config({**(decoding or {}), "stream": True})
@@ -232,6 +259,56 @@ class TransformersGenerator(Component):
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": sum(lengths)},
             "candidates": [{"text": text.strip(), "score": score} for text, score in scored],
         }
+
+    def _generate_padded(self, batch: list[list[dict[str, str]]], config: DecodingConfig) -> list[dict[str, Any]]:
+        """Greedy or sampled replies (n = 1) to several conversations in one left-padded `generate` call."""
+        self.warm_up()
+        import torch
+        from transformers import GenerationConfig
+
+        tokenizer, model = self._tokenizer, self._model
+        prompts = [tokenizer.apply_chat_template(m, tokenize=False, add_generation_prompt=True) for m in batch]
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        with self._lock:  # padding_side and pad_token are tokenizer state
+            side, tokenizer.padding_side = tokenizer.padding_side, "left"
+            pad_token = tokenizer.pad_token
+            if pad_token is None:  # padded positions are masked out: any token does
+                tokenizer.pad_token = tokenizer.eos_token
+            try:
+                inputs = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+            finally:
+                tokenizer.padding_side, tokenizer.pad_token = side, pad_token
+        inputs = inputs.to(self._device)
+        eos = model.generation_config.eos_token_id
+        eos = eos if eos is not None else tokenizer.eos_token_id
+        extra: dict[str, Any] = {"tokenizer": tokenizer} if config.stop else {}
+        cuda = [torch.device(self._device)] if self._device == "cuda" else []
+        with torch.random.fork_rng(devices=cuda, enabled=config.seed is not None):
+            if config.seed is not None:
+                torch.manual_seed(config.seed)
+            with torch.inference_mode():
+                output = model.generate(
+                    **inputs,
+                    generation_config=GenerationConfig(**generation_kwargs(config), eos_token_id=eos, pad_token_id=pad),
+                    **extra,
+                )
+        sequences = output if isinstance(output, torch.Tensor) else output.sequences
+        eos_ids = {eos} if isinstance(eos, int) else set(eos or ())
+        prompt_lengths = inputs["attention_mask"].sum(dim=1).tolist()
+        results = []
+        for row, prompt_tokens in zip(
+            sequences[:, inputs["input_ids"].shape[1] :].tolist(), prompt_lengths, strict=True
+        ):
+            n = next((i + 1 for i, t in enumerate(row) if t in eos_ids), len(row))
+            text = trim_at_stop(tokenizer.decode(row[:n], skip_special_tokens=True), config.stop)
+            results.append(
+                {
+                    "reply": text.strip(),
+                    "usage": {"prompt_tokens": int(prompt_tokens), "completion_tokens": n},
+                    "candidates": [],
+                }
+            )
+        return results
 
     def _scores(
         self,

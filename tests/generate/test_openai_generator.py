@@ -332,3 +332,13 @@ def test_importing_the_module_does_not_import_httpx() -> None:
     code = "import sys, rag.generate.openai_generator, rag.generate.vllm_params; print('httpx' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_a_batch_sends_one_request_per_conversation_and_keeps_the_order(server: FakeServer) -> None:
+    gen = generator(server)
+    results = gen.generate_batch([MESSAGES, [], MESSAGES], {"max_tokens": 5}, concurrency=2)
+    assert [r["reply"] for r in results] == ["Paris [1].", "", "Paris [1]."]
+    assert len(server.requests) == 2 and all(body["max_tokens"] == 5 for body in server.bodies())
+    with pytest.raises(ConfigError, match="top_p"):
+        gen.generate_batch([MESSAGES], {"top_p": 2.0})
+    assert len(server.requests) == 2

@@ -255,3 +255,29 @@ def test_min_tokens_keeps_a_short_reply_going(smollm2: TransformersGenerator) ->
     short = smollm2.run(messages)
     assert short["usage"]["completion_tokens"] < 6  # SmolLM2 says "No." and stops
     assert smollm2.run(messages, {"min_tokens": 6})["usage"]["completion_tokens"] >= 6
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_a_batch_gives_the_single_replies(smollm2: TransformersGenerator, greedy: dict[str, Any]) -> None:
+    short = [{"role": "user", "content": "Say hello."}]
+    batch = [MESSAGES, [], short]
+    results = smollm2.generate_batch(batch)  # left-padded: the short prompt is padded to the long one's length
+    assert results[0] == greedy and results[1]["reply"] == "" and results[2] == smollm2.run(short)
+    beams = smollm2.generate_batch([short], {"strategy": "beam", "num_beams": 2})  # one at a time
+    assert beams == [smollm2.run(short, {"strategy": "beam", "num_beams": 2})]
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_a_batch_pads_when_the_tokenizer_has_no_pad_token(smollm2: TransformersGenerator) -> None:
+    smollm2.warm_up()
+    tokenizer = smollm2._tokenizer
+    saved = tokenizer.pad_token
+    short = [{"role": "user", "content": "Say hello."}]
+    try:
+        tokenizer.pad_token = None  # as in a tokenizer converted by transformers 5.17 (seen on the GPU machine)
+        results = smollm2.generate_batch([MESSAGES, short], {"max_tokens": 4})
+        assert tokenizer.pad_token is None and all(r["reply"] for r in results)
+    finally:
+        tokenizer.pad_token = saved
