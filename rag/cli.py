@@ -85,6 +85,25 @@ allow_option = click.option(
     help="Allow a component class of your own (full dotted name) in the pipeline file; repeatable.",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
+engine_option = click.option(
+    "--engine",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="Run in this process, or on a Ray cluster (needs pip install 'rag[ray]').",
+)
+address_option = click.option(
+    "--address",
+    default=None,
+    help="Ray cluster to join with --engine ray: 'auto' or 'ray://HOST:10001' [default: $RAY_ADDRESS, else a new one].",
+)
+
+
+def _engine(engine: str, address: str | None) -> str:
+    """The engine asked for; --address without --engine ray is an error."""
+    if address is not None and engine != "ray":
+        raise ConfigError(f"--address {address} names a Ray cluster; give --engine ray too")
+    return engine
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -104,6 +123,8 @@ def main() -> None:
 @click.option("--strict", is_flag=True, help="Fail (and write nothing) if any file cannot be read.")
 @click.option("--rebuild", is_flag=True, help="Build the index anew, replacing the old one when done.")
 @click.option("--wait", type=float, default=0.0, help="Seconds to wait for another run holding the index.")
+@engine_option
+@address_option
 @json_option
 def index_cmd(
     path: str,
@@ -114,15 +135,35 @@ def index_cmd(
     strict: bool,
     rebuild: bool,
     wait: float,
+    engine: str,
+    address: str | None,
     as_json: bool,
 ) -> None:
-    """Index the documents in folder PATH (only new and changed files are embedded)."""
+    """Index the documents in folder PATH (only new and changed files are embedded).
+
+    With --engine ray, reading, chunking and embedding run as Ray Data jobs (see docs/scaling.md).
+    """
     from rag.api import RAG
 
     with _guard(as_json), _progress_bar(True) as progress:
-        report = RAG(_index_path(index, index_dir), pipeline, allowed).index(
-            path, strict=strict, rebuild=rebuild, wait=wait, progress=progress
-        )
+        rag = RAG(_index_path(index, index_dir), pipeline, allowed)
+        if _engine(engine, address) == "ray":
+            from rag.distributed.ray_engine import RayEngine
+            from rag.indexer import index_folder
+
+            ray_engine = RayEngine(address=address, staging=rag.folder.root)
+            report = index_folder(
+                path,
+                rag.folder.root,
+                rag.pipeline,
+                strict=strict,
+                rebuild=rebuild,
+                wait=wait,
+                progress=progress,
+                engine=ray_engine,
+            )
+        else:
+            report = rag.index(path, strict=strict, rebuild=rebuild, wait=wait, progress=progress)
     data = report.to_dict()
     nothing_indexed = report.failed and not (report.added + report.changed + report.unchanged)
     if as_json:
@@ -490,6 +531,30 @@ def train_reranker_cmd(
 @click.option(
     "--max-upload-mb", type=click.FloatRange(min=0.001), default=20.0, show_default=True, help="Upload limit."
 )
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="uvicorn in this process (--workers), or a Ray Serve deployment (needs pip install 'rag[ray]').",
+)
+@address_option
+@click.option("--replicas", type=click.IntRange(min=1), default=1, show_default=True, help="Ray Serve replicas.")
+@click.option(
+    "--autoscale",
+    default=None,
+    metavar="MIN-MAX",
+    help="Ray Serve autoscaling between MIN and MAX replicas (instead of --replicas), e.g. 1-4.",
+)
+@click.option(
+    "--target-requests",
+    type=click.FloatRange(min=0, min_open=True),
+    default=2.0,
+    show_default=True,
+    help="Ongoing requests per replica the autoscaler aims at.",
+)
+@click.option("--replica-cpus", type=click.FloatRange(min=0), default=1.0, show_default=True, help="CPUs per replica.")
+@click.option("--replica-gpus", type=click.FloatRange(min=0), default=0.0, show_default=True, help="GPUs per replica.")
 def serve_cmd(
     index: str,
     index_dir: str | None,
@@ -504,8 +569,19 @@ def serve_cmd(
     max_tokens: int,
     max_body_mb: float,
     max_upload_mb: float,
+    engine: str,
+    address: str | None,
+    replicas: int,
+    autoscale: str | None,
+    target_requests: float,
+    replica_cpus: float,
+    replica_gpus: float,
 ) -> None:
-    """Serve the index over HTTP: native and OpenAI-compatible endpoints, and a web page at /."""
+    """Serve the index over HTTP: native and OpenAI-compatible endpoints, and a web page at /.
+
+    With --engine ray the app is deployed with Ray Serve: --replicas or --autoscale MIN-MAX,
+    --replica-cpus/--replica-gpus per replica (see docs/scaling.md).
+    """
     import logging
 
     from rag.core.errors import MissingDependencyError
@@ -530,7 +606,154 @@ def serve_cmd(
             max_body_mb=max_body_mb,
             max_upload_mb=max_upload_mb,
         )
+        if _engine(engine, address) == "ray":
+            from rag.distributed.ray_serve import RayServeSettings, serve_with_ray
+
+            if workers != 1:
+                raise ConfigError("--workers is for the local engine; with --engine ray give --replicas or --autoscale")
+            low, high = _replica_range(autoscale) if autoscale else (1, 1)
+            deploy = RayServeSettings(
+                replicas=replicas,
+                autoscaling=autoscale is not None,
+                min_replicas=low,
+                max_replicas=high,
+                target_ongoing_requests=target_requests,
+                num_cpus=replica_cpus,
+                num_gpus=replica_gpus,
+                address=address,
+            )
+            serve_with_ray(settings, deploy, port=port)
+            return
         serve(settings, port=port, workers=workers)
+
+
+def _replica_range(text: str) -> tuple[int, int]:
+    """MIN-MAX of --autoscale."""
+    low, sep, high = text.partition("-")
+    if not (sep and low.strip().isdigit() and high.strip().isdigit()):
+        raise ConfigError(f"--autoscale must be MIN-MAX replicas, like 1-4; got {text!r}")
+    return int(low), int(high)
+
+
+@main.group("shard")
+def shard_group() -> None:
+    """Sharded indexes: shard folders listed by a manifest, queried by fan-out (see docs/scaling.md)."""
+
+
+@shard_group.command("index")
+@click.argument("path")
+@index_option
+@index_dir_option
+@pipeline_option
+@allow_option
+@click.option("--shards", type=click.IntRange(min=1), required=True, help="Number of shards.")
+@click.option("--strict", is_flag=True, help="Fail (and write nothing to a shard) if any of its files cannot be read.")
+@click.option("--rebuild", is_flag=True, help="Build every shard anew (needed to change the number of shards).")
+@click.option("--wait", type=float, default=0.0, help="Seconds to wait for another run holding the index.")
+@engine_option
+@address_option
+@json_option
+def shard_index_cmd(
+    path: str,
+    index: str,
+    index_dir: str | None,
+    pipeline: str | None,
+    allowed: tuple[str, ...],
+    shards: int,
+    strict: bool,
+    rebuild: bool,
+    wait: float,
+    engine: str,
+    address: str | None,
+    as_json: bool,
+) -> None:
+    """Index folder PATH into a sharded index: each file goes to one of --shards ordinary index folders."""
+    from rag.api import DEFAULT_PIPELINE
+    from rag.core.serialization import load_pipeline
+    from rag.distributed.shards import index_sharded
+
+    with _guard(as_json), _progress_bar(True) as progress:
+        root = _index_path(index, index_dir)
+        ray_engine = None
+        if _engine(engine, address) == "ray":
+            from rag.distributed.ray_engine import RayEngine
+
+            ray_engine = RayEngine(address=address, staging=root)
+        report = index_sharded(
+            path,
+            root,
+            load_pipeline(pipeline or DEFAULT_PIPELINE, allowed),
+            shards,
+            strict=strict,
+            rebuild=rebuild,
+            wait=wait,
+            progress=progress,
+            engine=ray_engine,
+        )
+    data = report.to_dict()
+    if as_json:
+        _emit(data)
+        return
+    table = Table(show_header=True, header_style="bold")
+    for column in ("shard", *data["files"], "chunks", "embedded", "seconds"):
+        table.add_column(column, justify="right")
+    for n, part in enumerate([*data["shards"], data]):
+        label = f"{n:03d}" if n < len(data["shards"]) else "all"
+        table.add_row(
+            label,
+            *(str(v) for v in part["files"].values()),
+            *(str(v) for v in part["chunks"].values()),
+            f"{part['seconds']:.1f}",
+        )
+    out.print(table)
+    for failure in data["failures"]:
+        click.echo(f"skipped {failure['path']}: {failure['reason']}", err=True)
+
+
+@shard_group.command("query")
+@click.argument("text")
+@index_option
+@index_dir_option
+@allow_option
+@click.option("--top-k", type=click.IntRange(min=1), default=None, help="Number of hits.")
+@click.option(
+    "--fanout",
+    type=click.Choice(["threads", "ray"]),
+    default="threads",
+    show_default=True,
+    help="Search the shards in threads here, or in one Ray actor per shard.",
+)
+@address_option
+@json_option
+def shard_query_cmd(
+    text: str,
+    index: str,
+    index_dir: str | None,
+    allowed: tuple[str, ...],
+    top_k: int | None,
+    fanout: str,
+    address: str | None,
+    as_json: bool,
+) -> None:
+    """Retrieve the chunks that best match TEXT from every shard (merged into one top-k)."""
+    from rag.distributed.shards import ShardedIndex
+
+    with _guard(as_json):
+        if fanout == "ray":
+            from rag.distributed import import_ray
+
+            ray = import_ray("rag shard query --fanout ray")
+            if not ray.is_initialized():
+                ray.init(address=address, include_dashboard=False)
+        elif address is not None:
+            raise ConfigError(f"--address {address} names a Ray cluster; give --fanout ray too")
+        hits = ShardedIndex(_index_path(index, index_dir), allowed, fanout=fanout).query(text, top_k=top_k)
+    if as_json:
+        _emit({"hits": [h.to_dict() for h in hits]})
+        return
+    for rank, hit in enumerate(hits, start=1):
+        out.print(f"[bold]{rank}.[/bold] {hit.chunk.path}  [dim]score {hit.score:.4f}[/dim]", highlight=False)
+        out.print("   " + " ".join(hit.chunk.text.split())[:300], highlight=False, markup=False)
 
 
 @main.command("pipelines")

@@ -6,6 +6,11 @@ loaded and chunked; chunks whose id (path + content) already exists are kept, no
 Chunks of changed, renamed, deleted and now-unreadable files leave the chunk store and every
 retriever. The new state is written as a new generation and swapped in atomically (see
 `rag.store.index_folder`), under the index's write lock.
+
+Deciding what changed stays here; the work on the changed files goes through an `IndexingEngine`:
+`read` loads and chunks them, `embedding` gives the retrievers their vectors. `LocalEngine` does
+both in this process; `rag.distributed.ray_engine.RayEngine` runs them as Ray Data jobs. `select`
+keeps a subset of the folder's files (one shard of a sharded index).
 """
 
 from __future__ import annotations
@@ -16,15 +21,16 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from rag import __version__
 from rag.core.errors import IncompatibleIndexError, InputPathError, LoaderError
-from rag.core.pipeline import Pipeline
+from rag.core.pipeline import IndexingSettings, Pipeline
 from rag.core.types import Chunk
 from rag.ingest.loaders import load_document
 from rag.ingest.walk import walk_folder
@@ -33,9 +39,13 @@ from rag.store.chunk_store import ChunkStore, FileRecord
 from rag.store.index_folder import FORMAT_VERSION, IndexFolder
 
 __all__ = [
+    "FileToRead",
     "IndexReport",
+    "IndexingEngine",
+    "LocalEngine",
     "Progress",
     "index_folder",
+    "read_file",
     "retrievers",
     "update_retriever",
     "update_retrievers",
@@ -72,6 +82,63 @@ class IndexReport:
             "chunks": {"total": self.chunks_total, "embedded": self.chunks_embedded},
             "seconds": round(self.seconds, 3),
         }
+
+
+@dataclass(frozen=True, slots=True)
+class FileToRead:
+    """A new or changed file: its path, its path relative to the folder, and its new record's fields."""
+
+    path: Path
+    rel: str
+    size: int
+    mtime_ns: int
+    sha256: str
+
+
+class IndexingEngine(Protocol):
+    """Where the work on changed files runs; the indexer decides what to do, the engine does it."""
+
+    def read(
+        self, root: Path, files: Sequence[FileToRead], settings: IndexingSettings, progress: Progress | None
+    ) -> Iterator[list[Chunk] | str]:
+        """Each file's chunks, or the reason it could not be read, in the order of `files` (see `read_file`)."""
+        ...
+
+    def embedding(
+        self, pipeline: Pipeline, added: Sequence[Chunk], progress: Progress | None
+    ) -> AbstractContextManager[None]:
+        """A block inside which the retrievers' `add(added)` finds the vectors (or computes them itself)."""
+        ...
+
+
+def read_file(path: Path, root: Path, chunker: Any, max_bytes: int) -> list[Chunk] | str:
+    """Load and chunk one file: its chunks, or the reason (a LoaderError's) it could not be read."""
+    try:
+        document = load_document(path, root, max_bytes)
+    except LoaderError as exc:
+        return exc.reason
+    chunks: list[Chunk] = chunker.run(document=document)["chunks"]
+    return chunks
+
+
+class LocalEngine:
+    """Reads, chunks and embeds in this process, one file after another (the default engine)."""
+
+    def read(
+        self, root: Path, files: Sequence[FileToRead], settings: IndexingSettings, progress: Progress | None
+    ) -> Iterator[list[Chunk] | str]:
+        chunker = settings.chunker
+        chunker.warm_up()
+        max_bytes = int(settings.max_file_mb * 1024 * 1024)
+        for done, file in enumerate(files, start=1):
+            yield read_file(file.path, root, chunker, max_bytes)
+            if progress:
+                progress("reading", done, len(files))
+
+    def embedding(
+        self, pipeline: Pipeline, added: Sequence[Chunk], progress: Progress | None
+    ) -> AbstractContextManager[None]:
+        return nullcontext()  # each retriever embeds in its own add()
 
 
 def retrievers(pipeline: Pipeline) -> dict[str, Retriever]:
@@ -129,8 +196,15 @@ def index_folder(
     rebuild: bool = False,
     wait: float = 0.0,
     progress: Progress | None = None,
+    engine: IndexingEngine | None = None,
+    select: Callable[[str], bool] | None = None,
 ) -> IndexReport:
-    """Index `folder` into `index_dir` with `pipeline`; see the module docstring."""
+    """Index `folder` into `index_dir` with `pipeline`; see the module docstring.
+
+    `engine` runs the reading, chunking and embedding (default: `LocalEngine`); `select`, when
+    given, keeps only the files whose relative path it accepts (the others count as absent).
+    """
+    engine = engine or LocalEngine()
     started = time.perf_counter()
     root = Path(folder).expanduser()
     if not root.is_dir():
@@ -154,7 +228,7 @@ def index_folder(
             store = ChunkStore.load(previous)
         report = IndexReport()
         before = set(store.chunks)
-        changed_stat = _sync_files(root, store, settings, pipeline, report, progress)
+        changed_stat = _sync_files(root, store, settings, report, progress, engine, select)
         # by length, so each embedding call pads little (as one call over everything would)
         added = sorted((store.chunks[i] for i in store.chunks.keys() - before), key=lambda c: (len(c.text), c.id))
         removed = before - store.chunks.keys()
@@ -165,7 +239,7 @@ def index_folder(
                 f"{report.failures[0]['reason']}); nothing was written because of --strict"
             )
         if previous is None or added or removed or changed_stat:
-            with index.new_generation() as generation:
+            with index.new_generation() as generation, engine.embedding(pipeline, added, progress):
                 update_retrievers(pipeline, previous, generation, store, added, removed, progress)
                 store.save(generation)
                 write_manifest(generation, pipeline, wanted, root, store)
@@ -178,17 +252,20 @@ def index_folder(
 def _sync_files(
     root: Path,
     store: ChunkStore,
-    settings: Any,
-    pipeline: Pipeline,
+    settings: IndexingSettings,
     report: IndexReport,
     progress: Progress | None,
+    engine: IndexingEngine,
+    select: Callable[[str], bool] | None,
 ) -> bool:
     """Update `store` from the folder; returns whether any file record changed without new chunks."""
     seen: set[str] = set()
-    todo: list[tuple[Path, str, os.stat_result, str]] = []
+    todo: list[FileToRead] = []
     stat_only = False
     for path in walk_folder(root, settings.include, settings.exclude):
         rel = path.relative_to(root).as_posix()
+        if select is not None and not select(rel):
+            continue
         seen.add(rel)
         try:
             stat = path.stat()
@@ -209,29 +286,21 @@ def _sync_files(
             report.unchanged += 1
             stat_only = True
             continue
-        todo.append((path, rel, stat, digest))
+        todo.append(FileToRead(path, rel, stat.st_size, stat.st_mtime_ns, digest))
     for rel in sorted(set(store.files) - seen):
         store.remove_file(rel)
         report.removed += 1
     if todo:
-        chunker = settings.chunker
-        chunker.warm_up()
-        max_bytes = int(settings.max_file_mb * 1024 * 1024)
-        for done, (path, rel, stat, digest) in enumerate(todo, start=1):
-            existed = rel in store.files
-            try:
-                document = load_document(path, root, max_bytes)
-            except LoaderError as exc:
-                _fail(report, store, rel, exc.reason)
-            else:
-                chunks: list[Chunk] = chunker.run(document=document)["chunks"]
-                store.put_file(
-                    FileRecord(rel, stat.st_size, stat.st_mtime_ns, digest, tuple(c.id for c in chunks)), chunks
-                )
-                report.changed += existed
-                report.added += not existed
-            if progress:
-                progress("reading", done, len(todo))
+        for file, result in zip(todo, engine.read(root, todo, settings, progress), strict=True):
+            existed = file.rel in store.files
+            if isinstance(result, str):
+                _fail(report, store, file.rel, result)
+                continue
+            store.put_file(
+                FileRecord(file.rel, file.size, file.mtime_ns, file.sha256, tuple(c.id for c in result)), result
+            )
+            report.changed += existed
+            report.added += not existed
     return stat_only
 
 

@@ -22,6 +22,8 @@ BUILTIN_COMPONENTS: dict[str, str] = {
     "ColBERTRetriever": "rag.retrieve.colbert:ColBERTRetriever",
     "MatryoshkaRetriever": "rag.retrieve.matryoshka:MatryoshkaRetriever",
     "SpladeRetriever": "rag.retrieve.splade:SpladeRetriever",
+    "LangChainRetriever": "rag.integrations.langchain_in:LangChainRetriever",
+    "LangChainDenseRetriever": "rag.integrations.langchain_in:LangChainDenseRetriever",
     "ReciprocalRankFusion": "rag.fuse.rrf:ReciprocalRankFusion",
     "ScoreFusion": "rag.fuse.score:ScoreFusion",
     "CrossEncoderReranker": "rag.rerank.cross_encoder:CrossEncoderReranker",

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -51,15 +52,20 @@ class SentenceTransformerEmbedder:
         self.batch_size = batch_size
         self.normalize = normalize
         self._model: SentenceTransformer | None = None
+        self._precomputed: Mapping[str, np.ndarray] | None = None
         self._lock = threading.Lock()
 
     def load(self) -> None:
-        """Import sentence-transformers and load the model; later calls do nothing."""
-        self._loaded()
+        """Import sentence-transformers and load the model; later calls, and calls while `precomputed`
+        vectors stand in for the model, do nothing."""
+        if self._precomputed is None:
+            self._loaded()
 
     @property
     def dimension(self) -> int:
         """Length of the vectors this model produces."""
+        if self._precomputed:
+            return len(next(iter(self._precomputed.values())))
         model = self._loaded()
         # sentence-transformers 6 renamed get_sentence_embedding_dimension (the name in 5.x)
         get = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
@@ -75,9 +81,26 @@ class SentenceTransformerEmbedder:
         return self._encode(model.encode_query, texts)
 
     def encode_documents(self, texts: Sequence[str]) -> np.ndarray:
-        """One float32 row per document text (read from the embedding cache when one is set)."""
+        """One float32 row per document text (from `precomputed` vectors, or the embedding cache when set)."""
+        table = self._precomputed
+        if table is not None and texts:
+            missing = list(dict.fromkeys(text for text in texts if text not in table))
+            if missing:  # not expected: the engine embedded every new chunk
+                logger.warning("%d document text(s) had no precomputed vector; encoding them here", len(missing))
+                table = {**table, **dict(zip(missing, self._encode_documents(missing), strict=True))}
+            return np.stack([table[text] for text in texts]).astype(np.float32, copy=False)
         key = f"{self.model}|{resolve_model(self.model)}|normalize={self.normalize}|document"
         return cached_encode(EmbeddingCache.from_env(), key, texts, self._encode_documents)
+
+    @contextmanager
+    def precomputed(self, vectors: Mapping[str, np.ndarray]) -> Iterator[None]:
+        """Inside the block `encode_documents` returns these vectors (document text -> row) without loading
+        the model: for an indexing engine that embedded the documents elsewhere (a Ray cluster)."""
+        self._precomputed = vectors
+        try:
+            yield
+        finally:
+            self._precomputed = None
 
     def _encode_documents(self, texts: Sequence[str]) -> np.ndarray:
         return self._encode(self._loaded().encode_document, texts)

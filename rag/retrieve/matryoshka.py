@@ -215,6 +215,11 @@ class MatryoshkaRetriever(Retriever):
         self._index: FunnelIndex | None = None
         self._chunks: ChunkLookup | None = None
 
+    @property
+    def embedder(self) -> SentenceTransformerEmbedder:
+        """The model that encodes queries and documents (loaded on first use)."""
+        return self._embedder
+
     def warm_up(self) -> None:
         """Load the embedding model."""
         self._embedder.load()
