@@ -25,7 +25,7 @@ from scipy import sparse
 from rag.core.errors import IndexStoreError
 from rag.embed.bm25 import term_frequencies
 from rag.index.files import read_arrays, read_json, write_arrays, write_json
-from rag.index.sparse_index import check_new_ids, top_k
+from rag.index.sparse_index import check_new_ids, id_ranks, top_k
 
 __all__ = ["BM25Index"]
 
@@ -103,7 +103,11 @@ class BM25Index:
         if k <= 0 or not self.ids:
             return []
         scores, candidates = self._score(query)
-        return top_k(self.ids, candidates, scores[candidates], k) if candidates.size else []
+        if not candidates.size:
+            return []
+        if self._ranks is None:
+            self._ranks = id_ranks(self.ids)
+        return top_k(self.ids, candidates, scores[candidates], k, self._ranks)
 
     def _score(self, query: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Scores of every document, and the rows that share a term with the query."""
@@ -164,6 +168,7 @@ class BM25Index:
     def _reindex(self) -> None:
         self._rows = {doc_id: row for row, doc_id in enumerate(self.ids)}
         self._cache = None
+        self._ranks: np.ndarray | None = None
 
     def _weights(self) -> sparse.csc_array:
         """Each stored count's BM25 term score, by term column, cached until the index changes.

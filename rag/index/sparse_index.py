@@ -25,7 +25,7 @@ from scipy import sparse
 from rag.core.errors import IndexStoreError
 from rag.index.files import read_arrays, read_json, write_arrays, write_json
 
-__all__ = ["SparseIndex", "SparseVectors", "check_new_ids", "top_k"]
+__all__ = ["SparseIndex", "SparseVectors", "check_new_ids", "id_ranks", "top_k"]
 
 logger = logging.getLogger(__name__)
 
@@ -43,16 +43,31 @@ def check_new_ids(owner: str, ids: Sequence[str], existing: Container[str]) -> N
         raise IndexStoreError(f"{owner}: ids already in the index or repeated: {duplicates[:5]}")
 
 
-def top_k(ids: Sequence[str], rows: np.ndarray, scores: np.ndarray, k: int) -> list[tuple[str, float]]:
-    """The `k` best `(ids[row], score)` pairs of the candidate `rows` (`scores` aligned), best first, ties by id."""
+def top_k(
+    ids: Sequence[str], rows: np.ndarray, scores: np.ndarray, k: int, id_rank: np.ndarray | None = None
+) -> list[tuple[str, float]]:
+    """The `k` best `(ids[row], score)` pairs of the candidate `rows` (`scores` aligned), best first, ties by id.
+
+    `id_rank` (from `id_ranks(ids)`) lets numpy order the candidates instead of Python's sort.
+    """
     if k <= 0:
         return []
     if rows.size > k:
         kth = np.partition(scores, rows.size - k)[rows.size - k]  # the k-th largest score
         keep = scores >= kth  # every tie of the k-th score stays, so ids decide among them
         rows, scores = rows[keep], scores[keep]
+    if id_rank is not None:
+        order = np.lexsort((id_rank[rows], -scores))[:k]
+        return [(ids[row], score) for row, score in zip(rows[order].tolist(), scores[order].tolist(), strict=True)]
     best = sorted(zip(scores.tolist(), rows.tolist(), strict=True), key=lambda pair: (-pair[0], ids[pair[1]]))[:k]
     return [(ids[row], score) for score, row in best]
+
+
+def id_ranks(ids: Sequence[str]) -> np.ndarray:
+    """Each row's position among the ids in sorted order (what `top_k` breaks ties with)."""
+    ranks = np.empty(len(ids), dtype=np.int64)
+    ranks[sorted(range(len(ids)), key=ids.__getitem__)] = np.arange(len(ids))
+    return ranks
 
 
 class SparseIndex:
@@ -123,7 +138,8 @@ class SparseIndex:
             return [[] for _ in range(rows.shape[0])]
         product = (rows @ self._inverted()).tocsr()  # queries x documents, only documents sharing a term
         return [
-            top_k(self.ids, product.indices[s:e], product.data[s:e], k) for s, e in itertools.pairwise(product.indptr)
+            top_k(self.ids, product.indices[s:e], product.data[s:e], k, self._id_rank())
+            for s, e in itertools.pairwise(product.indptr)
         ]
 
     def save(self, directory: Path) -> None:
@@ -182,6 +198,12 @@ class SparseIndex:
     def _reindex(self) -> None:
         self._rows = {doc_id: row for row, doc_id in enumerate(self.ids)}
         self._postings = None
+        self._ranks: np.ndarray | None = None
+
+    def _id_rank(self) -> np.ndarray:
+        if self._ranks is None:
+            self._ranks = id_ranks(self.ids)
+        return self._ranks
 
     def _inverted(self) -> sparse.csr_array:
         """The matrix transposed into CSR: one posting list (documents and weights) per term."""

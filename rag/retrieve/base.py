@@ -79,8 +79,8 @@ class Retriever(Component):
 
     def _hits(self, ranked: Sequence[tuple[str, float]]) -> list[Hit]:
         """Hits for (id, score) pairs, in their order, with chunks from the lookup."""
-        found = self._loaded()[1].get([chunk_id for chunk_id, _ in ranked])
-        return [Hit(chunk, score) for chunk, (_, score) in zip(found, ranked, strict=True)]
+        ids, scores = zip(*ranked) if ranked else ((), ())
+        return list(map(Hit, self._loaded()[1].get(ids), scores))
 
     def run(self, query: str, top_k: int | None = None) -> dict[str, list[Hit]]:
         raise NotImplementedError

@@ -3,7 +3,7 @@ import pytest
 from scipy import sparse
 
 from rag.core.errors import IndexNotFoundError, IndexStoreError
-from rag.index.sparse_index import SparseIndex, top_k
+from rag.index.sparse_index import SparseIndex, id_ranks, top_k
 from tests.index.test_bm25_index import is_memory_mapped
 
 DIM = 50
@@ -177,3 +177,13 @@ def test_load_errors(tmp_path):
     (tmp_path / "cut" / "ids.json").write_text('["d000"]')
     with pytest.raises(IndexStoreError, match="inconsistent"):
         SparseIndex.load(tmp_path / "cut")
+
+
+def test_numpy_ordering_with_id_ranks_equals_the_python_sort() -> None:
+    rng = np.random.default_rng(0)
+    ids = [f"doc-{i:03d}" for i in rng.permutation(300)]  # rows not in id order
+    ranks = id_ranks(ids)
+    for k in (1, 5, 50, 400):
+        rows = np.sort(rng.choice(300, size=120, replace=False))
+        scores = rng.integers(0, 6, size=rows.size).astype(np.float64)  # many ties: ids decide
+        assert top_k(ids, rows, scores, k, ranks) == top_k(ids, rows, scores, k)
