@@ -79,7 +79,7 @@ class Retriever(Component):
 
     def _hits(self, ranked: Sequence[tuple[str, float]]) -> list[Hit]:
         """Hits for (id, score) pairs, in their order, with chunks from the lookup."""
-        ids, scores = zip(*ranked) if ranked else ((), ())
+        ids, scores = zip(*ranked, strict=True) if ranked else ((), ())
         return list(map(Hit, self._loaded()[1].get(ids), scores))
 
     def run(self, query: str, top_k: int | None = None) -> dict[str, list[Hit]]:
