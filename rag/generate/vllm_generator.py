@@ -43,6 +43,7 @@ from rag.core.component import Component
 from rag.core.errors import ConfigError, GenerationError, MissingDependencyError, ModelLoadError
 from rag.generate.decoding import ENGINE_OPTIONS, DecodingConfig, check_supported, registered_scorer
 from rag.generate.prompt import passages_in
+from rag.generate.vllm_queue import EngineQueue
 from rag.generate.vllm_params import VLLM_SUPPORT, engine_kwargs, to_beam_search_params, to_sampling_params
 from rag.models import resolve_model
 
@@ -71,6 +72,9 @@ class VLLMGenerator(Component):
     best-of-N candidate (score: mean token log-probability, or the registered scorer's), best first, and
     for n > 1 samples (mean token log-probability, in sampling order); empty for one greedy or sampled reply.
     An empty message list means there is nothing to answer from: the reply is empty and no model runs.
+
+    Thread-safe: concurrent calls (a server's requests) share engine calls through `EngineQueue` instead of
+    waiting for each other.
     """
 
     outputs: ClassVar[dict[str, Any]] = {"reply": str, "usage": dict[str, int], "candidates": list[dict[str, Any]]}
@@ -119,6 +123,7 @@ class VLLMGenerator(Component):
         self.enforce_eager = enforce_eager
         self._llm: Any = None
         self._tokenizer: Any = None
+        self._queue: EngineQueue | None = None
         self._lock = threading.Lock()
 
     def warm_up(self) -> None:
@@ -140,6 +145,7 @@ class VLLMGenerator(Component):
                     "and check that gpu_memory_utilization and max_model_len fit the GPU"
                 ) from exc
             self._tokenizer = llm.get_tokenizer()
+            self._queue = EngineQueue(llm)
             self._llm = llm
             logger.info("started vLLM with %s", kwargs)
 
@@ -230,16 +236,18 @@ class VLLMGenerator(Component):
         self.warm_up()
         beam = config.strategy == "beam"
         params = to_beam_search_params(config) if beam else to_sampling_params(_with_scores(config))
-        with self._lock:  # the engine and its tokenizer serve one caller at a time
+        assert self._queue is not None
+        with self._lock:  # the tokenizer serves one caller at a time
             prompts = [self._prompt(messages) for messages in batch]
-            try:
-                if beam:
-                    outputs = self._llm.beam_search(prompts, params)
-                else:
-                    outputs = self._llm.generate(prompts, params, use_tqdm=False)
-            except (ValueError, RuntimeError) as exc:
-                raise GenerationError(f"vLLM failed to generate: {str(exc).strip() or type(exc).__name__}") from exc
+        try:  # concurrent callers share engine calls (`EngineQueue`)
             if beam:
+                outputs = self._queue.beam_search(prompts, params)
+            else:
+                outputs = self._queue.generate(prompts, params)
+        except (ValueError, RuntimeError) as exc:
+            raise GenerationError(f"vLLM failed to generate: {str(exc).strip() or type(exc).__name__}") from exc
+        if beam:
+            with self._lock:
                 return [self._beams(p, out, config) for p, out in zip(prompts, outputs, strict=True)]
         return [_samples(messages, out, config) for messages, out in zip(batch, outputs, strict=True)]
 

@@ -10,6 +10,8 @@ import math
 import re
 import subprocess
 import sys
+import threading
+import time
 import types
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -67,6 +69,8 @@ class FakeLLM:
     instances: ClassVar[list[FakeLLM]] = []
     replies: ClassVar[list[tuple[str, int, float | None]]] = []
     error: ClassVar[Exception | None] = None
+    delay: ClassVar[float] = 0.0
+    fail_on: ClassVar[str] = ""
 
     def __init__(self, **kwargs: Any) -> None:
         if FakeLLM.error is not None:
@@ -79,16 +83,21 @@ class FakeLLM:
     def get_tokenizer(self) -> FakeTokenizer:
         return self.tokenizer
 
-    def generate(self, prompts: list[dict[str, list[int]]], params: Params, **kwargs: Any) -> list[Any]:
+    def generate(self, prompts: list[dict[str, list[int]]], params: Params | list[Params], **kwargs: Any) -> list[Any]:
         self.calls.append(("generate", prompts, params, kwargs))
+        if FakeLLM.delay:
+            time.sleep(FakeLLM.delay)
         if FakeLLM.error is not None:
             raise FakeLLM.error
         out = []
-        for prompt in prompts:
+        for i, prompt in enumerate(prompts):
+            params_i = params[i] if isinstance(params, list) else params
             user = self.tokenizer.decode(prompt["prompt_token_ids"], True).split("<user> ")[-1].split(" <")[0]
-            replies = FakeLLM.replies or [(f" reply {i} to {user} ", 2, -1.0 * (i + 1)) for i in range(params.n)]
-            assert len(replies) == params.n
-            logprob = (lambda cum: None) if params.logprobs is None else (lambda cum: cum)
+            if FakeLLM.fail_on and FakeLLM.fail_on in user:
+                raise ValueError(f"prompt {i} is longer than the maximum model length")
+            replies = FakeLLM.replies or [(f" reply {i} to {user} ", 2, -1.0 * (i + 1)) for i in range(params_i.n)]
+            assert len(replies) == params_i.n
+            logprob = (lambda cum: None) if params_i.logprobs is None else (lambda cum: cum)
             sequences = [NS(text=t, token_ids=list(range(n)), cumulative_logprob=logprob(c)) for t, n, c in replies]
             out.append(NS(prompt_token_ids=list(prompt["prompt_token_ids"]), outputs=sequences))
         return out
@@ -116,6 +125,8 @@ def fake_vllm(monkeypatch: pytest.MonkeyPatch) -> type[FakeLLM]:
     monkeypatch.setattr(FakeLLM, "instances", [])
     monkeypatch.setattr(FakeLLM, "replies", [])
     monkeypatch.setattr(FakeLLM, "error", None)
+    monkeypatch.setattr(FakeLLM, "delay", 0.0)
+    monkeypatch.setattr(FakeLLM, "fail_on", "")
     return FakeLLM
 
 
@@ -372,6 +383,51 @@ def test_engine_failures_are_reported(gen: VLLMGenerator, fake_vllm: type[FakeLL
     fake_vllm.error = ValueError("prompt is longer than the maximum model length")
     with pytest.raises(GenerationError, match="vLLM failed to generate: prompt is longer"):
         gen.run(MESSAGES)
+
+
+def test_concurrent_requests_share_engine_calls_each_with_its_own_options(
+    gen: VLLMGenerator, fake_vllm: type[FakeLLM]
+) -> None:
+    gen.warm_up()
+    fake_vllm.delay = 0.2  # the first call keeps the engine busy while the others queue
+    results: dict[int, dict[str, Any]] = {}
+
+    def ask(i: int) -> None:
+        messages = [{"role": "user", "content": f"question {i}"}]
+        results[i] = gen.run(messages, {"strategy": "sample", "temperature": 0.1 * (i + 1), "seed": i})
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+        time.sleep(0.01)
+    for thread in threads:
+        thread.join()
+    assert [results[i]["reply"] for i in range(6)] == [f"reply 0 to question {i}" for i in range(6)]
+    calls = fake_vllm.instances[0].calls
+    assert len(calls) < 6  # not one engine call per request
+    shared = next(params for kind, _, params, _ in calls if isinstance(params, list))
+    assert len({p.temperature for p in shared}) == len(shared) > 1  # one SamplingParams per prompt
+
+
+def test_a_failing_request_fails_alone_when_calls_are_shared(gen: VLLMGenerator, fake_vllm: type[FakeLLM]) -> None:
+    gen.warm_up()
+    fake_vllm.delay, fake_vllm.fail_on = 0.2, "too long"
+    results: dict[str, Any] = {}
+
+    def ask(text: str) -> None:
+        try:
+            results[text] = gen.run([{"role": "user", "content": text}])["reply"]
+        except GenerationError as exc:
+            results[text] = exc
+
+    threads = [threading.Thread(target=ask, args=(t,)) for t in ("first", "fine", "too long", "also fine")]
+    for thread in threads:
+        thread.start()
+        time.sleep(0.01)
+    for thread in threads:
+        thread.join()
+    assert results["fine"] == "reply 0 to fine" and results["also fine"] == "reply 0 to also fine"
+    assert isinstance(results["too long"], GenerationError) and "maximum model length" in str(results["too long"])
 
 
 # --- the real engine (vllm 0.26.0 on a CUDA GPU) -------------------------------------------------------------
