@@ -43,8 +43,8 @@ from rag.core.component import Component
 from rag.core.errors import ConfigError, GenerationError, MissingDependencyError, ModelLoadError
 from rag.generate.decoding import ENGINE_OPTIONS, DecodingConfig, check_supported, registered_scorer
 from rag.generate.prompt import passages_in
-from rag.generate.vllm_queue import EngineQueue
 from rag.generate.vllm_params import VLLM_SUPPORT, engine_kwargs, to_beam_search_params, to_sampling_params
+from rag.generate.vllm_queue import EngineQueue
 from rag.models import resolve_model
 
 __all__ = ["VLLMGenerator"]
