@@ -240,10 +240,8 @@ class VLLMGenerator(Component):
         with self._lock:  # the tokenizer serves one caller at a time
             prompts = [self._prompt(messages) for messages in batch]
         try:  # concurrent callers share engine calls (`EngineQueue`)
-            if beam:
-                outputs = self._queue.beam_search(prompts, params)
-            else:
-                outputs = self._queue.generate(prompts, params)
+            send = self._queue.beam_search if beam else self._queue.generate
+            outputs = send(prompts, params)
         except (ValueError, RuntimeError) as exc:
             raise GenerationError(f"vLLM failed to generate: {str(exc).strip() or type(exc).__name__}") from exc
         if beam:
