@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from rag.core.coalesce import Coalescer
 from rag.core.errors import ConfigError, MissingDependencyError, ModelLoadError
 from rag.devices import torch_device
 from rag.embed.cache import EmbeddingCache, cached_encode
@@ -53,6 +55,7 @@ class SentenceTransformerEmbedder:
         self.normalize = normalize
         self._model: SentenceTransformer | None = None
         self._precomputed: Mapping[str, np.ndarray] | None = None
+        self._query_batches = Coalescer(self._encode_query_groups)
         self._lock = threading.Lock()
 
     def load(self) -> None:
@@ -75,10 +78,20 @@ class SentenceTransformerEmbedder:
         return int(dimension)
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
-        """One float32 row per query text; a query longer than the model reads is truncated, with a warning."""
+        """One float32 row per query text; a query longer than the model reads is truncated, with a warning.
+
+        Thread-safe: the queries of concurrent callers (a server's requests) are encoded together in one batch.
+        """
+        return self._query_batches(list(texts))
+
+    def _encode_query_groups(self, groups: list[list[str]]) -> list[np.ndarray]:
+        """Every caller's queries in one model call, split back per caller."""
         model = self._loaded()
+        texts = [text for group in groups for text in group]
         warn_long_queries(model, texts, self.model)
-        return self._encode(model.encode_query, texts)
+        vectors = self._encode(model.encode_query, texts)
+        bounds = np.cumsum([0, *(len(group) for group in groups)])
+        return [vectors[start:end] for start, end in itertools.pairwise(bounds)]
 
     def encode_documents(self, texts: Sequence[str]) -> np.ndarray:
         """One float32 row per document text (from `precomputed` vectors, or the embedding cache when set)."""

@@ -1,37 +1,29 @@
-"""`EngineQueue`: one thread drives an in-process vLLM engine; concurrent requests share its calls.
+"""`EngineQueue`: concurrent requests to an in-process vLLM engine share its calls.
 
 `vllm.LLM` is synchronous and not safe to call from several threads at once. Serialising callers behind a lock
-would make a server answer one request at a time; instead every caller queues its prompts and waits, and one
-worker thread sends everything queued so far in a single `LLM.generate` call (one `SamplingParams` per prompt,
-so requests with different decoding options still share the call). Requests that arrive while the engine is
-busy go together into the next call: batching at request granularity. (Token-level continuous batching, where a
-request joins a batch mid-generation, needs vLLM's async engine; `vllm serve` has it.)
+would make a server answer one request at a time; instead requests go through a `Coalescer`: everything queued
+while the engine works is sent in the next single `LLM.generate` call, one `SamplingParams` per prompt, so
+requests with different decoding options still share the call. This batches at request granularity;
+token-level continuous batching (a request joining a batch mid-generation) needs vLLM's async engine, which
+`vllm serve` has.
 
 Beam search has its own entry point (`LLM.beam_search`, one `BeamSearchParams` per call), so beam requests run
-one call each, in turn. When a shared call fails (say, one prompt is longer than the model allows), each of its
-requests is retried alone, so one bad request fails only itself.
+one call each. When a shared call fails (say, one prompt is longer than the model allows), each of its requests
+is retried alone, so one bad request fails only itself.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-from dataclasses import dataclass, field
 from typing import Any
+
+from rag.core.coalesce import Coalescer
 
 __all__ = ["EngineQueue"]
 
 logger = logging.getLogger(__name__)
 
-
-@dataclass
-class _Request:
-    kind: str  # "generate" or "beam_search"
-    prompts: list[Any]
-    params: Any
-    done: threading.Event = field(default_factory=threading.Event)
-    outputs: list[Any] | None = None
-    error: BaseException | None = None
+_Request = tuple[str, list[Any], Any]  # ("generate" or "beam_search", prompts, params)
 
 
 class EngineQueue:
@@ -39,78 +31,54 @@ class EngineQueue:
 
     def __init__(self, llm: Any) -> None:
         self._llm = llm
-        self._pending: list[_Request] = []
-        self._ready = threading.Condition()
-        self.calls = 0
-        """Engine calls made so far (for tests and metrics)."""
-        threading.Thread(target=self._work, name="vllm-engine-queue", daemon=True).start()
+        self._requests: Coalescer[_Request, list[Any]] = Coalescer(self._run)
+        self.engine_calls = 0
 
     def generate(self, prompts: list[Any], params: Any) -> list[Any]:
         """`LLM.generate(prompts, params)`'s outputs for these prompts, sent with whatever else is queued."""
-        return self._submit(_Request("generate", prompts, params))
+        return self._requests(("generate", prompts, params))
 
     def beam_search(self, prompts: list[Any], params: Any) -> list[Any]:
         """`LLM.beam_search(prompts, params)`'s outputs (beam requests are not merged)."""
-        return self._submit(_Request("beam_search", prompts, params))
+        return self._requests(("beam_search", prompts, params))
 
-    def _submit(self, request: _Request) -> list[Any]:
-        with self._ready:
-            self._pending.append(request)
-            self._ready.notify()
-        request.done.wait()
-        if request.error is not None:
-            raise request.error
-        assert request.outputs is not None
-        return request.outputs
+    def _run(self, requests: list[_Request]) -> list[list[Any] | BaseException]:
+        results: list[list[Any] | BaseException] = [[] for _ in requests]
+        sampling = [i for i, (kind, _, _) in enumerate(requests) if kind == "generate"]
+        if sampling:
+            try:
+                for i, outputs in zip(sampling, self._call([requests[i] for i in sampling]), strict=True):
+                    results[i] = outputs
+            except Exception as exc:
+                if len(sampling) > 1:
+                    logger.info("a shared vLLM call failed (%s); running its %d requests one by one", exc, len(sampling))
+                for i in sampling:
+                    results[i] = exc if len(sampling) == 1 else self._alone(requests[i])
+        for i, (kind, _, _) in enumerate(requests):
+            if kind == "beam_search":
+                results[i] = self._alone(requests[i])
+        return results
 
-    def _work(self) -> None:
-        while True:
-            with self._ready:
-                while not self._pending:
-                    self._ready.wait()
-                batch, self._pending = self._pending, []
-            sampling = [r for r in batch if r.kind == "generate"]
-            if sampling:
-                self._run_shared(sampling)
-            for request in batch:
-                if request.kind == "beam_search":
-                    self._run([request])
-
-    def _run_shared(self, requests: list[_Request]) -> None:
+    def _alone(self, request: _Request) -> list[Any] | BaseException:
         try:
-            self._run(requests)
+            return self._call([request])[0]
         except Exception as exc:
-            if len(requests) == 1:
-                self._finish(requests, error=exc)
-                return
-            logger.info("a shared vLLM call failed (%s); running its %d requests one by one", exc, len(requests))
-            for request in requests:
-                try:
-                    self._run([request])
-                except Exception as single:
-                    self._finish([request], error=single)
+            return exc
 
-    def _run(self, requests: list[_Request]) -> None:
-        """One engine call for `requests` (all of one kind); raises what the engine raised."""
-        self.calls += 1
-        prompts = [prompt for request in requests for prompt in request.prompts]
-        if requests[0].kind == "beam_search":
-            outputs = self._llm.beam_search(prompts, requests[0].params)
+    def _call(self, requests: list[_Request]) -> list[list[Any]]:
+        """One engine call for `requests` (all of one kind): each request's outputs; raises what the engine raised."""
+        self.engine_calls += 1
+        prompts = [prompt for _, request_prompts, _ in requests for prompt in request_prompts]
+        kind, _, first_params = requests[0]
+        if kind == "beam_search":
+            outputs = self._llm.beam_search(prompts, first_params)
+        elif len(requests) == 1:
+            outputs = self._llm.generate(prompts, first_params, use_tqdm=False)
         else:
-            params = (
-                requests[0].params
-                if len(requests) == 1
-                else [request.params for request in requests for _ in request.prompts]
-            )
+            params = [p for _, request_prompts, p in requests for _ in request_prompts]
             outputs = self._llm.generate(prompts, params, use_tqdm=False)
-        start = 0
-        for request in requests:
-            request.outputs = list(outputs[start : start + len(request.prompts)])
-            start += len(request.prompts)
-            request.done.set()
-
-    @staticmethod
-    def _finish(requests: list[_Request], error: BaseException) -> None:
-        for request in requests:
-            request.error = error
-            request.done.set()
+        split, start = [], 0
+        for _, request_prompts, _ in requests:
+            split.append(list(outputs[start : start + len(request_prompts)]))
+            start += len(request_prompts)
+        return split
