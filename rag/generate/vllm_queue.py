@@ -51,7 +51,9 @@ class EngineQueue:
                     results[i] = outputs
             except Exception as exc:
                 if len(sampling) > 1:
-                    logger.info("a shared vLLM call failed (%s); running its %d requests one by one", exc, len(sampling))
+                    logger.info(
+                        "a shared vLLM call failed (%s); running its %d requests one by one", exc, len(sampling)
+                    )
                 for i in sampling:
                     results[i] = exc if len(sampling) == 1 else self._alone(requests[i])
         for i, (kind, _, _) in enumerate(requests):
