@@ -1,7 +1,7 @@
 """Load test of `rag serve` on loopback: requests/s and p50/p99 latency.
 
     python benchmarks/serve_load.py [--pipeline default] [--seconds 10] [--clients 1 8 32]
-                                    [--answers 6] [--threads 1] [--out docs/benchmarks.md]
+                                    [--answers 6] [--threads 2] [--out docs/benchmarks.md]
 
 The project's own docs (docs/*.md, README.md) are indexed with the pipeline, then `rag serve` runs it
 in a subprocess (one worker). Closed-loop clients (keep-alive connections of a minimal asyncio HTTP/1.1
@@ -9,8 +9,8 @@ client, in this process) each send one request at a time, cycling through a fixe
 1. `POST /v1/query` (the pipeline's retrieval only: BM25 + MiniLM dense + RRF for `default`) with each
    number of concurrent clients for `--seconds` after a one-second warm-up;
 2. `POST /v1/answer` with the CPU generator, `--answers` requests with 1 and then 2 clients.
-The server runs with `OMP_NUM_THREADS=--threads` (default 1: one thread per request, parallelism from
-concurrent requests, which avoids oversubscribing the cores). Client and server share the machine's
+The server runs with `OMP_NUM_THREADS=--threads` (default 2, the cores: concurrent requests' query
+encodings are batched into one model call at a time, so that call may use every core). Client and server share the machine's
 cores. The table is printed and written into the benchmarks page between `<!-- serve_load -->` and
 `<!-- /serve_load -->`.
 """
@@ -139,7 +139,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--answers", type=int, default=6, help="answers per client count (0: skip)")
-    parser.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS of the server")
+    parser.add_argument("--threads", type=int, default=2, help="OMP_NUM_THREADS of the server")
     parser.add_argument("--out", default=str(PAGE))
     args = parser.parse_args()
 
