@@ -209,6 +209,11 @@ def query_cmd(
 
     with _guard(as_json):
         hits = RAG(_index_path(index, index_dir), pipeline, allowed).query(text, top_k=top_k)
+    _print_hits(hits, as_json)
+
+
+def _print_hits(hits: list[Any], as_json: bool) -> None:
+    """Hits as `{"hits": [...]}` JSON, or ranked with path, score and the start of the text."""
     if as_json:
         _emit({"hits": [h.to_dict() for h in hits]})
         return
@@ -748,12 +753,7 @@ def shard_query_cmd(
         elif address is not None:
             raise ConfigError(f"--address {address} names a Ray cluster; give --fanout ray too")
         hits = ShardedIndex(_index_path(index, index_dir), allowed, fanout=fanout).query(text, top_k=top_k)
-    if as_json:
-        _emit({"hits": [h.to_dict() for h in hits]})
-        return
-    for rank, hit in enumerate(hits, start=1):
-        out.print(f"[bold]{rank}.[/bold] {hit.chunk.path}  [dim]score {hit.score:.4f}[/dim]", highlight=False)
-        out.print("   " + " ".join(hit.chunk.text.split())[:300], highlight=False, markup=False)
+    _print_hits(hits, as_json)
 
 
 @main.command("pipelines")
