@@ -11,8 +11,8 @@ client, in this process) each send one request at a time, cycling through a fixe
 2. `POST /v1/answer` with the CPU generator, `--answers` requests with 1 and then 2 clients.
 The server runs with `OMP_NUM_THREADS=--threads` (default 2, the cores: concurrent requests' query
 encodings are batched into one model call at a time, so that call may use every core). Client and
-server share the machine's cores. The table is printed and written into the benchmarks page between `<!-- serve_load -->` and
-`<!-- /serve_load -->`.
+server share the machine's cores. The table is printed and written into the benchmarks page between
+`<!-- serve_load -->` and `<!-- /serve_load -->`.
 """
 
 from __future__ import annotations
