@@ -453,7 +453,11 @@ def train_group() -> None:
 )
 @allow_option
 @click.option("--negatives", type=click.IntRange(min=1), default=4, show_default=True, help="Hard negatives per query.")
+@click.option(
+    "--random-negatives", type=click.IntRange(min=0), default=0, show_default=True, help="Random negatives per query."
+)
 @click.option("--epochs", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=2e-5, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
 @click.option("--max-length", type=click.IntRange(min=8), default=256, show_default=True, help="Tokens per pair.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
@@ -466,7 +470,9 @@ def train_reranker_cmd(
     pipeline: str,
     allowed: tuple[str, ...],
     negatives: int,
+    random_negatives: int,
     epochs: int,
+    learning_rate: float,
     batch_size: int,
     max_length: int,
     device: str,
@@ -487,7 +493,9 @@ def train_reranker_cmd(
             target,
             base_model=base_model,
             negatives=negatives,
+            random_negatives=random_negatives,
             epochs=epochs,
+            learning_rate=learning_rate,
             batch_size=batch_size,
             max_length=max_length,
             device=device,

@@ -54,16 +54,26 @@ class TrainingReport:
 
 
 def mine_pairs(
-    dataset: BeirDataset, pipeline: Pipeline, negatives: int, depth: int = 30, progress: Progress | None = None
+    dataset: BeirDataset,
+    pipeline: Pipeline,
+    negatives: int,
+    depth: int = 30,
+    progress: Progress | None = None,
+    random_negatives: int = 0,
+    seed: int = 12,
 ) -> list[tuple[str, str, int]]:
-    """(query, passage, label) pairs: judged positives and the pipeline's best-ranked non-relevant documents."""
+    """(query, passage, label) pairs: judged positives, the pipeline's best-ranked non-relevant documents, and
+    `random_negatives` non-relevant documents drawn at random (easy negatives, seeded) per query."""
     run = evaluate(dataset, pipeline, top_k=depth, progress=progress).run
+    draw, documents = random.Random(seed), list(dataset.corpus)
     pairs = []
     for qid, query in dataset.queries.items():
         relevant = dataset.qrels[qid]
         pairs += [(query, dataset.document_text(doc), 1) for doc in relevant if doc in dataset.corpus]
         hard = [doc for doc, _ in run.get(qid, []) if doc not in relevant][:negatives]
-        pairs += [(query, dataset.document_text(doc), 0) for doc in hard]
+        drawn = draw.sample(documents, min(len(documents), random_negatives + len(relevant) + len(hard)))
+        easy = [doc for doc in drawn if doc not in relevant and doc not in hard][:random_negatives]
+        pairs += [(query, dataset.document_text(doc), 0) for doc in hard + easy]
     return pairs
 
 
@@ -74,6 +84,7 @@ def train_reranker(
     *,
     base_model: str = DEFAULT_BASE_MODEL,
     negatives: int = 4,
+    random_negatives: int = 0,
     epochs: int = 1,
     batch_size: int = 16,
     learning_rate: float = 2e-5,
@@ -83,9 +94,10 @@ def train_reranker(
     progress: Progress | None = None,
 ) -> TrainingReport:
     """Fine-tune `base_model` as a one-label cross-encoder on `dataset` and save it in `out`."""
-    if negatives < 1 or epochs < 1 or batch_size < 1 or max_length < 8:
+    if negatives < 1 or random_negatives < 0 or epochs < 1 or batch_size < 1 or max_length < 8:
         raise ConfigError(
-            f"negatives, epochs and batch_size must be >= 1 and max_length >= 8; got negatives={negatives}, "
+            f"negatives, epochs and batch_size must be >= 1, random_negatives >= 0 and max_length >= 8; got "
+            f"negatives={negatives}, random_negatives={random_negatives}, "
             f"epochs={epochs}, batch_size={batch_size}, max_length={max_length}"
         )
     try:
@@ -99,7 +111,7 @@ def train_reranker(
     except ImportError as exc:
         raise MissingDependencyError(exc.name or "datasets", "train", "rag train reranker") from exc
     started = time.perf_counter()
-    pairs = mine_pairs(dataset, pipeline, negatives, progress=progress)
+    pairs = mine_pairs(dataset, pipeline, negatives, progress=progress, random_negatives=random_negatives, seed=seed)
     random.Random(seed).shuffle(pairs)
     model = CrossEncoder(
         resolve_model(base_model), num_labels=1, max_length=max_length, device=torch_device(device, "train reranker")

@@ -74,6 +74,17 @@ def test_mined_pairs_are_judged_positives_and_retrieved_non_relevant(tmp_path: P
         assert (f"topic{n} facts" in passage) == (label == 1)
 
 
+def test_random_negatives_are_added_per_query_and_never_relevant(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("RAG_CACHE_DIR", str(tmp_path / "cache"))
+    dataset = load_beir(write_beir(tmp_path / "ds", CORPUS, QUERIES, QRELS))
+    pairs = mine_pairs(dataset, fake_pipeline(), negatives=1, random_negatives=2)
+    assert len(pairs) == 8 * 4 and sum(label for _, _, label in pairs) == 8
+    for query, passage, label in pairs:
+        n = query.split()[0].removeprefix("topic")
+        assert (f"topic{n} facts" in passage) == (label == 1)
+    assert mine_pairs(dataset, fake_pipeline(), negatives=1, random_negatives=2) == pairs  # seeded
+
+
 def test_a_missing_model_says_where_it_looked_and_what_to_do(tmp_path: Path) -> None:
     pytest.importorskip("sentence_transformers")
     reranker = CrossEncoderReranker(model=str(tmp_path / "no-such-model"))
