@@ -1,6 +1,7 @@
 """Every retrieval pipeline on SciFact's 300 test queries, in one table; BM25 speed against rank-bm25 and bm25s.
 
     python benchmarks/retrieval_scifact.py [--pipelines bm25 dense ...] [--out docs/benchmarks.md]
+                                           [--plot docs/retrieval_scifact.png] [--bm25-speed-only]
 
 Each pipeline runs in its own process (so memory figures do not mix): `rag eval` builds the
 corpus index once (documents whole, title + text; reused by later runs, its build time recorded
@@ -12,6 +13,9 @@ then), and a second process measures on the reused index:
 - index size on disk (the retrievers' files) and in memory (resident-memory growth when the
   index is loaded and searched, models already loaded; memory-mapped files count once touched).
 Dense pipelines of one model share the embedding cache, so only the first one encodes the corpus.
+The table goes into the benchmarks page, and nDCG@10 against one-at-a-time latency into a PNG beside it.
+With `bm25` among the pipelines (or `--bm25-speed-only`), BM25's queries per second are measured against
+rank-bm25 and bm25s on the same tokens, side by side in one process.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -36,6 +41,7 @@ from rag.core.errors import ConfigError
 from rag.core.serialization import find_pipeline, load_pipeline
 from rag.embed.bm25 import BM25Tokenizer
 from rag.eval.beir import BeirDataset, load_beir
+from rag.eval.plot import plot_quality_latency
 from rag.eval.runner import evaluate
 from rag.indexer import retrievers
 from rag.retrieve.bm25 import BM25Retriever
@@ -43,7 +49,10 @@ from rag.retrieve.dense import DenseRetriever
 from rag.retrieve.matryoshka import MatryoshkaRetriever
 from rag.store.index_folder import IndexFolder
 
-PIPELINES = ["bm25", "splade", "dense", "dense-int8", "dense-binary", "matryoshka", "colbert", "hybrid"]
+PIPELINES = [
+    "bm25", "splade", "dense", "dense-int8", "dense-binary", "matryoshka", "colbert", "hybrid", "hybrid-splade",
+    "hybrid-rerank",
+]  # fmt: skip
 SCIFACT = DATA / "scifact"
 
 
@@ -133,11 +142,25 @@ def main() -> None:
     parser.add_argument("--pipelines", nargs="+", default=PIPELINES)
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--out", default=str(PAGE))
+    parser.add_argument("--plot", default=str(PAGE.with_name("retrieval_scifact.png")))
+    parser.add_argument("--bm25-speed-only", action="store_true", help="only the BM25 speed table")
     args = parser.parse_args()
     if args.one:
         print(json.dumps(measure(args.one)))
         return
-    names = [n for n in args.pipelines if _exists(n)]
+    if not args.bm25_speed_only:
+        quality_table([n for n in args.pipelines if _exists(n)], Path(args.out), Path(args.plot))
+    if args.bm25_speed_only or "bm25" in args.pipelines:
+        speed = markdown_table(
+            ["BM25 implementation", "QPS", "vs rank-bm25", "rag's QPS / this"], bm25_speed(load_beir(SCIFACT))
+        )
+        speed = header(command_line()) + "\n\n" + speed
+        print(speed)
+        write_section("bm25_speed", speed, "BM25 speed against rank-bm25 and bm25s", Path(args.out))
+
+
+def quality_table(names: list[str], out: Path, plot: Path) -> None:
+    """Measure each pipeline in its own process; write the table into `out` and the plot to `plot`."""
     results = {name: run_isolated(name) for name in names}
     columns = ["pipeline", "nDCG@10", "recall@100", "QPS batched", "QPS one at a time", "p50 ms", "search ms/query"]
     columns += ["build s", "disk MB", "memory MB"]
@@ -159,16 +182,14 @@ def main() -> None:
                 f"{r['memory_mb']:.1f}",
             ]
         )
+    plot_quality_latency(
+        [SimpleNamespace(**r, run=range(r["queries"])) for r in results.values()],
+        plot,  # as EvalReports
+    )
     quality = header(command_line()) + "\n\n" + markdown_table(columns, rows)
+    quality += f"\n\n![nDCG@10 against latency, one query at a time]({plot.name})"
     print(quality)
-    write_section("retrieval_scifact", quality, "Retrieval quality and speed on SciFact", Path(args.out))
-    if "bm25" in names:
-        speed = markdown_table(
-            ["BM25 implementation", "QPS", "vs rank-bm25", "rag's QPS / this"], bm25_speed(load_beir(SCIFACT))
-        )
-        speed = header(command_line()) + "\n\n" + speed
-        print(speed)
-        write_section("bm25_speed", speed, "BM25 speed against rank-bm25 and bm25s", Path(args.out))
+    write_section("retrieval_scifact", quality, "Retrieval quality and speed on SciFact", out)
 
 
 def _exists(name: str) -> bool:
