@@ -47,6 +47,7 @@ __all__ = [
     "index_folder",
     "read_file",
     "retrievers",
+    "update_index",
     "update_retriever",
     "update_retrievers",
     "write_manifest",
@@ -205,44 +206,87 @@ def index_folder(
     given, keeps only the files whose relative path it accepts (the others count as absent).
     """
     engine = engine or LocalEngine()
-    started = time.perf_counter()
     root = Path(folder).expanduser()
     if not root.is_dir():
         raise InputPathError(f"cannot index '{folder}': it is not an existing folder; give a folder of documents")
     root = root.resolve()
-    index = IndexFolder(index_dir)
     settings = pipeline.indexing
-    wanted = fingerprint(pipeline)  # also checks the pipeline can index at all
+    fingerprint(pipeline)  # checks the pipeline can index at all
     assert settings is not None
+    return update_index(
+        index_dir,
+        pipeline,
+        str(root),
+        lambda store, report: _sync_files(root, store, settings, report, progress, engine, select),
+        strict=strict,
+        rebuild=rebuild,
+        wait=wait,
+        progress=progress,
+        engine=engine,
+        source_kind="the folder ",
+        mismatch_hint="index this folder into another index (--index OTHER) or rebuild this one (--rebuild)",
+        strict_hint="file(s) could not be read",
+        strict_flag="--strict",
+    )
+
+
+def update_index(
+    index_dir: str | os.PathLike[str],
+    pipeline: Pipeline,
+    source: str,
+    sync: Callable[[ChunkStore, IndexReport], bool],
+    *,
+    strict: bool = False,
+    rebuild: bool = False,
+    wait: float = 0.0,
+    progress: Progress | None = None,
+    engine: IndexingEngine | None = None,
+    source_kind: str = "",
+    mismatch_hint: str = "update another index or rebuild this one",
+    strict_hint: str = "source(s) could not be indexed",
+    strict_flag: str = "strict=True",
+) -> IndexReport:
+    """The update every source shares (a folder, a LangChain loader), under the index's write lock.
+
+    The previous generation (none with `rebuild`) must come from a compatible pipeline and the same
+    `source` (recorded in the manifest as its root). `sync(store, report)` brings the chunk store in step
+    with the source and returns whether a record changed without new chunks. Then, when anything changed,
+    the new chunks are embedded (through `engine`), removed ones dropped from every retriever, and a new
+    generation is committed atomically. With `strict`, a failed source item writes nothing.
+    """
+    started = time.perf_counter()
+    index = IndexFolder(index_dir)
+    wanted = fingerprint(pipeline)
+    engine = engine or LocalEngine()
     with index.lock(wait):
         previous = None if rebuild else index.current()
         store = ChunkStore()
         if previous is not None:
             manifest = index.manifest(previous)
             check_compatible(manifest["fingerprint"], pipeline, index.root)
-            if manifest["root"] != str(root):
+            if manifest["root"] != source:
                 raise IncompatibleIndexError(
-                    f"index {index.root} mirrors the folder {manifest['root']}, not {root}; index this "
-                    "folder into another index (--index OTHER) or rebuild this one (--rebuild)"
+                    f"index {index.root} mirrors {source_kind}{manifest['root']}, not {source}; {mismatch_hint}"
                 )
             store = ChunkStore.load(previous)
         report = IndexReport()
         before = set(store.chunks)
-        changed_stat = _sync_files(root, store, settings, report, progress, engine, select)
+        changed_record = sync(store, report)
         # by length, so each embedding call pads little (as one call over everything would)
         added = sorted((store.chunks[i] for i in store.chunks.keys() - before), key=lambda c: (len(c.text), c.id))
         removed = before - store.chunks.keys()
         report.chunks_total = len(store)
         if strict and report.failed:
+            first = report.failures[0]
             raise LoaderError(
-                f"{report.failed} file(s) could not be read (first: {report.failures[0]['path']}: "
-                f"{report.failures[0]['reason']}); nothing was written because of --strict"
+                f"{report.failed} {strict_hint} (first: {first['path']}: {first['reason']}); nothing was written "
+                f"because of {strict_flag}"
             )
-        if previous is None or added or removed or changed_stat:
+        if previous is None or added or removed or changed_record:
             with index.new_generation() as generation, engine.embedding(pipeline, added, progress):
                 update_retrievers(pipeline, previous, generation, store, added, removed, progress)
                 store.save(generation)
-                write_manifest(generation, pipeline, wanted, root, store)
+                write_manifest(generation, pipeline, wanted, source, store)
             report.committed = True
             report.chunks_embedded = len(added) if retrievers(pipeline) else 0
     report.seconds = time.perf_counter() - started

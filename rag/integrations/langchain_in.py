@@ -26,7 +26,6 @@ import json
 import logging
 import os
 import threading
-import time
 from collections.abc import Collection, Iterable, Sequence
 from typing import Any, ClassVar
 
@@ -44,22 +43,13 @@ except ImportError as exc:  # pragma: no cover - exercised with langchain-core h
 
 from rag.api import RAG
 from rag.core.component import Component
-from rag.core.errors import ConfigError, IncompatibleIndexError, LoaderError
+from rag.core.errors import ConfigError
 from rag.core.pipeline import Pipeline
 from rag.core.types import Chunk, Document, Hit
-from rag.indexer import (
-    IndexReport,
-    Progress,
-    check_compatible,
-    fingerprint,
-    retrievers,
-    update_retrievers,
-    write_manifest,
-)
+from rag.indexer import IndexReport, Progress, update_index
 from rag.integrations.langchain_documents import document_to_hit, plain_metadata, to_rag_documents
 from rag.retrieve.dense import DenseRetriever
 from rag.store.chunk_store import ChunkStore, FileRecord
-from rag.store.index_folder import IndexFolder
 
 __all__ = [
     "LangChainDenseRetriever",
@@ -307,49 +297,25 @@ def index_documents(
     ``langchain:`` and the loader's class); an index is only updated from the same source. A document
     with no text is reported as failed (with `strict`, nothing is written).
     """
-    started = time.perf_counter()
     kind = type(documents)
     label = source or "langchain:" + (
         f"{kind.__module__}.{kind.__qualname__}" if isinstance(documents, BaseLoader) else "documents"
     )
     resolved = RAG(index_dir, pipeline, allowed).pipeline  # the pipeline exactly as RAG resolves it
     loaded = load_documents(documents)
-    index = IndexFolder(index_dir)
-    wanted = fingerprint(resolved)
     assert resolved.indexing is not None
-    with index.lock(wait):
-        previous = None if rebuild else index.current()
-        store = ChunkStore()
-        if previous is not None:
-            manifest = index.manifest(previous)
-            check_compatible(manifest["fingerprint"], resolved, index.root)
-            if manifest["root"] != label:
-                raise IncompatibleIndexError(
-                    f"index {index.root} mirrors {manifest['root']}, not {label}; index these documents into "
-                    "another index or rebuild this one (rebuild=True)"
-                )
-            store = ChunkStore.load(previous)
-        report = IndexReport()
-        before = set(store.chunks)
-        changed_records = _sync_documents(loaded, store, resolved, report, progress)
-        added = sorted((store.chunks[i] for i in store.chunks.keys() - before), key=lambda c: (len(c.text), c.id))
-        removed = before - store.chunks.keys()
-        report.chunks_total = len(store)
-        if strict and report.failed:
-            first = report.failures[0]
-            raise LoaderError(
-                f"{report.failed} document(s) could not be indexed (first: {first['path']}: {first['reason']}); "
-                "nothing was written because of strict=True"
-            )
-        if previous is None or added or removed or changed_records:
-            with index.new_generation() as generation:
-                update_retrievers(resolved, previous, generation, store, added, removed, progress)
-                store.save(generation)
-                write_manifest(generation, resolved, wanted, label, store)
-            report.committed = True
-            report.chunks_embedded = len(added) if retrievers(resolved) else 0
-    report.seconds = time.perf_counter() - started
-    return report
+    return update_index(
+        index_dir,
+        resolved,
+        label,
+        lambda store, report: _sync_documents(loaded, store, resolved, report, progress),
+        strict=strict,
+        rebuild=rebuild,
+        wait=wait,
+        progress=progress,
+        mismatch_hint="index these documents into another index or rebuild this one (rebuild=True)",
+        strict_hint="document(s) could not be indexed",
+    )
 
 
 def _sync_documents(
