@@ -7,103 +7,32 @@ library. With `--json` a command prints exactly one JSON document on stdout (err
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import sys
-from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from rag.core.errors import ConfigError, RagError
+from rag.cli_common import (
+    address_option,
+    allow_option,
+    check_engine,
+    emit,
+    engine_option,
+    guard,
+    index_dir_option,
+    index_option,
+    index_path,
+    json_option,
+    out,
+    pipeline_option,
+    print_hits,
+    progress_bar,
+)
+from rag.core.errors import ConfigError
 
 __all__ = ["main"]
-
-err = Console(stderr=True)
-out = Console(soft_wrap=True)
-
-
-def _index_path(index: str, index_dir: str | None) -> Path:
-    """`--index NAME` inside `--index-dir` ($RAG_INDEX_DIR, else ./indexes)."""
-    return Path(index_dir or os.environ.get("RAG_INDEX_DIR") or "indexes") / index
-
-
-@contextlib.contextmanager
-def _guard(as_json: bool) -> Iterator[None]:
-    """Turn RagErrors into a one-line message (or a JSON error) and exit status 1."""
-    try:
-        if as_json:  # keep stdout for the one JSON document: anything printed by libraries goes to stderr
-            with contextlib.redirect_stdout(sys.stderr):
-                yield
-        else:
-            yield
-    except RagError as exc:
-        if as_json:
-            click.echo(json.dumps({"error": {"message": str(exc), "type": type(exc).__name__}}))
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
-
-
-def _emit(data: dict[str, Any]) -> None:
-    click.echo(json.dumps(data, ensure_ascii=False, indent=2))
-
-
-@contextlib.contextmanager
-def _progress_bar(enabled: bool) -> Iterator[Callable[[str, int, int], None] | None]:
-    if not enabled or not err.is_terminal:
-        yield None
-        return
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=err, transient=True) as bar:
-        tasks: dict[str, Any] = {}
-
-        def update(stage: str, done: int, total: int) -> None:
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(stage, total=total)
-            bar.update(tasks[stage], completed=done, total=total)
-
-        yield update
-
-
-index_option = click.option("--index", "index", default="default", show_default=True, help="Index name.")
-index_dir_option = click.option(
-    "--index-dir", default=None, help="Folder holding the indexes [default: $RAG_INDEX_DIR or ./indexes]."
-)
-pipeline_option = click.option(
-    "--pipeline", default=None, help="Pipeline name (a file in pipelines/) or path to a YAML file."
-)
-allow_option = click.option(
-    "--allow",
-    "allowed",
-    multiple=True,
-    metavar="MODULE.CLASS",
-    help="Allow a component class of your own (full dotted name) in the pipeline file; repeatable.",
-)
-json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
-engine_option = click.option(
-    "--engine",
-    type=click.Choice(["local", "ray"]),
-    default="local",
-    show_default=True,
-    help="Run in this process, or on a Ray cluster (needs pip install 'rag[ray]').",
-)
-address_option = click.option(
-    "--address",
-    default=None,
-    help="Ray cluster to join with --engine ray: 'auto' or 'ray://HOST:10001' [default: $RAY_ADDRESS, else a new one].",
-)
-
-
-def _engine(engine: str, address: str | None) -> str:
-    """The engine asked for; --address without --engine ray is an error."""
-    if address is not None and engine != "ray":
-        raise ConfigError(f"--address {address} names a Ray cluster; give --engine ray too")
-    return engine
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -145,9 +74,9 @@ def index_cmd(
     """
     from rag.api import RAG
 
-    with _guard(as_json), _progress_bar(True) as progress:
-        rag = RAG(_index_path(index, index_dir), pipeline, allowed)
-        if _engine(engine, address) == "ray":
+    with guard(as_json), progress_bar(True) as progress:
+        rag = RAG(index_path(index, index_dir), pipeline, allowed)
+        if check_engine(engine, address) == "ray":
             from rag.distributed.ray_engine import RayEngine
             from rag.indexer import index_folder
 
@@ -167,7 +96,7 @@ def index_cmd(
     data = report.to_dict()
     nothing_indexed = report.failed and not (report.added + report.changed + report.unchanged)
     if as_json:
-        _emit(data)
+        emit(data)
     else:
         files = data["files"]
         table = Table(show_header=True, header_style="bold")
@@ -207,19 +136,9 @@ def query_cmd(
     """Retrieve the chunks that best match TEXT."""
     from rag.api import RAG
 
-    with _guard(as_json):
-        hits = RAG(_index_path(index, index_dir), pipeline, allowed).query(text, top_k=top_k)
-    _print_hits(hits, as_json)
-
-
-def _print_hits(hits: list[Any], as_json: bool) -> None:
-    """Hits as `{"hits": [...]}` JSON, or ranked with path, score and the start of the text."""
-    if as_json:
-        _emit({"hits": [h.to_dict() for h in hits]})
-        return
-    for rank, hit in enumerate(hits, start=1):
-        out.print(f"[bold]{rank}.[/bold] {hit.chunk.path}  [dim]score {hit.score:.4f}[/dim]", highlight=False)
-        out.print("   " + " ".join(hit.chunk.text.split())[:300], highlight=False, markup=False)
+    with guard(as_json):
+        hits = RAG(index_path(index, index_dir), pipeline, allowed).query(text, top_k=top_k)
+    print_hits(hits, as_json)
 
 
 @main.command("ask")
@@ -267,8 +186,8 @@ def ask_cmd(
     from rag.core.types import Answer
     from rag.generate.select import replace_generator
 
-    with _guard(as_json):
-        rag = RAG(_index_path(index, index_dir), pipeline, allowed)
+    with guard(as_json):
+        rag = RAG(index_path(index, index_dir), pipeline, allowed)
         if generator is not None:
             rag = RAG(rag.folder.root, replace_generator(rag.pipeline, generator, model, base_url, allowed), allowed)
         elif model is not None or base_url is not None:
@@ -289,7 +208,7 @@ def ask_cmd(
     if as_json:
         data = answer.to_dict()
         keys = ("answer", "citations", "invalid_citations", "hits", "usage")
-        _emit({key: data[key] for key in keys})
+        emit({key: data[key] for key in keys})
         return
     if not streamed or not answer.text:
         out.print(answer.text, highlight=False, markup=False)
@@ -390,7 +309,7 @@ def eval_cmd(
     from rag.eval.plot import plot_quality_latency
     from rag.eval.runner import evaluate, write_run_file
 
-    with _guard(as_json), _progress_bar(True) as progress:
+    with guard(as_json), progress_bar(True) as progress:
         if compare != bool(compared):
             raise ConfigError("name the pipelines to compare after --compare (rag eval DIR --compare P1 P2 ...)")
         if pipeline and compare:
@@ -412,7 +331,7 @@ def eval_cmd(
             plot_quality_latency(reports, plot)
     data = [report.to_dict() for report in reports]
     if as_json:
-        _emit(data[0] if len(data) == 1 else {"dataset": dataset.name, "split": split, "pipelines": data})
+        emit(data[0] if len(data) == 1 else {"dataset": dataset.name, "split": split, "pipelines": data})
         return
     table = Table(title=f"{dataset.name} ({split}, {len(dataset.queries)} queries)")
     for column in ("pipeline", *data[0]["metrics"], "QPS", "p50 ms", "p95 ms"):
@@ -484,7 +403,7 @@ def train_reranker_cmd(
     from rag.models import cache_dir
     from rag.rerank.train import train_reranker
 
-    with _guard(as_json), _progress_bar(True) as progress:
+    with guard(as_json), progress_bar(True) as progress:
         dataset = load_beir(dataset_dir, split)
         target = out or str(cache_dir() / "models" / f"reranker-{dataset.name}")
         report = train_reranker(
@@ -502,7 +421,7 @@ def train_reranker_cmd(
             progress=progress,
         )
     if as_json:
-        _emit(report.to_dict())
+        emit(report.to_dict())
         return
     click.echo(
         f"trained {report.out} from {report.base_model} on {report.dataset}/{report.split}: {report.queries} queries, "
@@ -600,14 +519,14 @@ def serve_cmd(
     from rag.core.errors import MissingDependencyError
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
-    with _guard(False):
+    with guard(False):
         try:
             from rag.serve.app import serve
             from rag.serve.settings import ServerSettings, load_api_keys
         except ImportError as exc:
             raise MissingDependencyError(exc.name or "fastapi", "serve", "rag serve") from exc
         settings = ServerSettings(
-            index=_index_path(index, index_dir),
+            index=index_path(index, index_dir),
             pipelines=pipelines or (None,),
             allowed=allowed,
             api_keys=load_api_keys(api_keys_file),
@@ -619,7 +538,7 @@ def serve_cmd(
             max_body_mb=max_body_mb,
             max_upload_mb=max_upload_mb,
         )
-        if _engine(engine, address) == "ray":
+        if check_engine(engine, address) == "ray":
             from rag.distributed.ray_serve import RayServeSettings, serve_with_ray
 
             if workers != 1:
@@ -648,128 +567,12 @@ def _replica_range(text: str) -> tuple[int, int]:
     return int(low), int(high)
 
 
-@main.group("shard")
-def shard_group() -> None:
-    """Sharded indexes: shard folders listed by a manifest, queried by fan-out (see docs/scaling.md)."""
-
-
-@shard_group.command("index")
-@click.argument("path")
-@index_option
-@index_dir_option
-@pipeline_option
-@allow_option
-@click.option("--shards", type=click.IntRange(min=1), required=True, help="Number of shards.")
-@click.option("--strict", is_flag=True, help="Fail (and write nothing to a shard) if any of its files cannot be read.")
-@click.option("--rebuild", is_flag=True, help="Build every shard anew (needed to change the number of shards).")
-@click.option("--wait", type=float, default=0.0, help="Seconds to wait for another run holding the index.")
-@engine_option
-@address_option
-@json_option
-def shard_index_cmd(
-    path: str,
-    index: str,
-    index_dir: str | None,
-    pipeline: str | None,
-    allowed: tuple[str, ...],
-    shards: int,
-    strict: bool,
-    rebuild: bool,
-    wait: float,
-    engine: str,
-    address: str | None,
-    as_json: bool,
-) -> None:
-    """Index folder PATH into a sharded index: each file goes to one of --shards ordinary index folders."""
-    from rag.api import DEFAULT_PIPELINE
-    from rag.core.serialization import load_pipeline
-    from rag.distributed.shards import index_sharded
-
-    with _guard(as_json), _progress_bar(True) as progress:
-        root = _index_path(index, index_dir)
-        ray_engine = None
-        if _engine(engine, address) == "ray":
-            from rag.distributed.ray_engine import RayEngine
-
-            ray_engine = RayEngine(address=address, staging=root)
-        report = index_sharded(
-            path,
-            root,
-            load_pipeline(pipeline or DEFAULT_PIPELINE, allowed),
-            shards,
-            strict=strict,
-            rebuild=rebuild,
-            wait=wait,
-            progress=progress,
-            engine=ray_engine,
-        )
-    data = report.to_dict()
-    if as_json:
-        _emit(data)
-        return
-    table = Table(show_header=True, header_style="bold")
-    for column in ("shard", *data["files"], "chunks", "embedded", "seconds"):
-        table.add_column(column, justify="right")
-    for n, part in enumerate([*data["shards"], data]):
-        label = f"{n:03d}" if n < len(data["shards"]) else "all"
-        table.add_row(
-            label,
-            *(str(v) for v in part["files"].values()),
-            *(str(v) for v in part["chunks"].values()),
-            f"{part['seconds']:.1f}",
-        )
-    out.print(table)
-    for failure in data["failures"]:
-        click.echo(f"skipped {failure['path']}: {failure['reason']}", err=True)
-
-
-@shard_group.command("query")
-@click.argument("text")
-@index_option
-@index_dir_option
-@allow_option
-@click.option("--top-k", type=click.IntRange(min=1), default=None, help="Number of hits.")
-@click.option(
-    "--fanout",
-    type=click.Choice(["threads", "ray"]),
-    default="threads",
-    show_default=True,
-    help="Search the shards in threads here, or in one Ray actor per shard.",
-)
-@address_option
-@json_option
-def shard_query_cmd(
-    text: str,
-    index: str,
-    index_dir: str | None,
-    allowed: tuple[str, ...],
-    top_k: int | None,
-    fanout: str,
-    address: str | None,
-    as_json: bool,
-) -> None:
-    """Retrieve the chunks that best match TEXT from every shard (merged into one top-k)."""
-    from rag.distributed.shards import ShardedIndex
-
-    with _guard(as_json):
-        if fanout == "ray":
-            from rag.distributed import import_ray
-
-            ray = import_ray("rag shard query --fanout ray")
-            if not ray.is_initialized():
-                ray.init(address=address, include_dashboard=False)
-        elif address is not None:
-            raise ConfigError(f"--address {address} names a Ray cluster; give --fanout ray too")
-        hits = ShardedIndex(_index_path(index, index_dir), allowed, fanout=fanout).query(text, top_k=top_k)
-    _print_hits(hits, as_json)
-
-
 @main.command("pipelines")
 def pipelines_cmd() -> None:
     """List the shipped pipelines."""
     from rag.core.serialization import load_pipeline, shipped_pipelines
 
-    with _guard(False):
+    with guard(False):
         for name, path in shipped_pipelines().items():
             out.print(f"[bold]{name}[/bold]  {load_pipeline(path).description}", highlight=False)
 
@@ -785,10 +588,12 @@ def pipeline_show(name: str) -> None:
     """Print pipeline NAME (a shipped name or a YAML path), validated, as YAML."""
     from rag.core.serialization import dump_pipeline, load_pipeline
 
-    with _guard(False):
+    with guard(False):
         click.echo(dump_pipeline(load_pipeline(name)), nl=False)
 
 
-from rag.eval.answers_cli import eval_answers_cmd  # noqa: E402  (imports nothing from this module at import time)
+from rag.distributed.shard_cli import shard_group  # noqa: E402  (command modules import rag.cli_common, not this)
+from rag.eval.answers_cli import eval_answers_cmd  # noqa: E402
 
 main.add_command(eval_answers_cmd)
+main.add_command(shard_group)

@@ -1,12 +1,10 @@
-"""`rag eval-answers`: the command over `rag.eval.answers.evaluate_answers` (registered by `rag.cli`).
-
-The terminal helpers (`_guard`, `_emit`, the progress bar, the output console) are `rag.cli`'s, imported when the
-command runs, so importing this module never imports `rag.cli` (which imports this one to register the command).
-"""
+"""`rag eval-answers`: the command over `rag.eval.answers.evaluate_answers` (registered by `rag.cli`)."""
 
 from __future__ import annotations
 
 import click
+
+from rag.cli_common import allow_option, emit, guard, json_option, out, progress_bar
 
 __all__ = ["eval_answers_cmd"]
 
@@ -34,14 +32,8 @@ _METRICS = (
     help="Index each abstract whole, or cut it with the pipeline's chunker.",
 )
 @click.option("--no-judge", is_flag=True, help="Skip faithfulness (loads no judge model).")
-@click.option(
-    "--allow",
-    "allowed",
-    multiple=True,
-    metavar="MODULE.CLASS",
-    help="Allow a component class of your own (full dotted name) in the pipeline file; repeatable.",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
+@allow_option
+@json_option
 def eval_answers_cmd(
     dataset_dir: str,
     pipeline: str | None,
@@ -59,11 +51,10 @@ def eval_answers_cmd(
     from rich.table import Table
 
     from rag.api import DEFAULT_PIPELINE
-    from rag.cli import _emit, _guard, _progress_bar, out
     from rag.core.serialization import load_pipeline
     from rag.eval.answers import default_judge, evaluate_answers
 
-    with _guard(as_json), _progress_bar(True) as progress:
+    with guard(as_json), progress_bar(True) as progress:
         report = evaluate_answers(
             load_pipeline(pipeline or DEFAULT_PIPELINE, allowed),
             dataset_dir,
@@ -74,7 +65,7 @@ def eval_answers_cmd(
         )
     data = report.to_dict()
     if as_json:
-        _emit(data)
+        emit(data)
         return
     table = Table(title=f"{data['dataset']}: {data['pipeline']}, {data['questions']} questions, {data['seconds']} s")
     for column in ("metric", "value", "meaning"):
