@@ -46,6 +46,7 @@ from rag.core.types import Chunk
 from rag.distributed import import_ray
 from rag.embed.dense import SentenceTransformerEmbedder
 from rag.indexer import FileToRead, Progress, read_file, retrievers
+from rag.store.chunk_store import CHUNK_SCHEMA
 
 __all__ = ["RayEngine", "dense_embedders"]
 
@@ -266,19 +267,7 @@ def _row(n: int, k: int, chunk: Chunk | None, error: str | None) -> dict[str, An
     }
 
 
-_CHUNK_ROWS = pa.schema(
-    [
-        ("n", pa.int64()),
-        ("k", pa.int64()),
-        ("error", pa.string()),
-        ("id", pa.string()),
-        ("path", pa.string()),
-        ("text", pa.string()),
-        ("start", pa.int64()),
-        ("end", pa.int64()),
-        ("metadata", pa.string()),
-    ]
-)
+_CHUNK_ROWS = pa.schema([("n", pa.int64()), ("k", pa.int64()), ("error", pa.string()), *CHUNK_SCHEMA])
 """One row per chunk (`k` its position in the file), or one row with `k` = -1 for a file with an
 `error` or with no chunks; `n` is the file's position in the read job."""
 

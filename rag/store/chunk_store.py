@@ -18,9 +18,9 @@ import pyarrow.parquet as pq
 from rag.core.errors import IndexStoreError
 from rag.core.types import Chunk
 
-__all__ = ["ChunkStore", "FileRecord"]
+__all__ = ["CHUNK_SCHEMA", "ChunkStore", "FileRecord"]
 
-_CHUNKS = pa.schema(
+CHUNK_SCHEMA = pa.schema(
     [
         ("id", pa.string()),
         ("path", pa.string()),
@@ -94,7 +94,7 @@ class ChunkStore:
                     "end": [c.end for c in chunks],
                     "metadata": [json.dumps(c.metadata, ensure_ascii=False) for c in chunks],
                 },
-                schema=_CHUNKS,
+                schema=CHUNK_SCHEMA,
             ),
             folder / "chunks.parquet",
         )
