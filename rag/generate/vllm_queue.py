@@ -32,7 +32,6 @@ class EngineQueue:
     def __init__(self, llm: Any) -> None:
         self._llm = llm
         self._requests: Coalescer[_Request, list[Any]] = Coalescer(self._run)
-        self.engine_calls = 0
 
     def generate(self, prompts: list[Any], params: Any) -> list[Any]:
         """`LLM.generate(prompts, params)`'s outputs for these prompts, sent with whatever else is queued."""
@@ -69,7 +68,6 @@ class EngineQueue:
 
     def _call(self, requests: list[_Request]) -> list[list[Any]]:
         """One engine call for `requests` (all of one kind): each request's outputs; raises what the engine raised."""
-        self.engine_calls += 1
         prompts = [prompt for _, request_prompts, _ in requests for prompt in request_prompts]
         kind, _, first_params = requests[0]
         if kind == "beam_search":
