@@ -41,9 +41,9 @@ class DenseRetriever(Retriever):
 
     `model`, `normalize`, `precision`, `truncate_dim`, `factory` and (binary) `rescore_precision`
     shape the stored vectors and so belong to `index_settings()` (`rescore_precision` only for
-    binary). `top_k`, `batch_size`, `device`
-    (the embedding model's), `rescore_multiplier`, `nprobe`, `ef_search` and `index_device` (FAISS':
-    "auto", "cpu" or "cuda") only change how queries run.
+    binary). `top_k`, `batch_size`, `device` (the embedding model's), `query_backend` ("torch", "onnx" or
+    "auto": what runs the model for queries, see `SentenceTransformerEmbedder`), `rescore_multiplier`,
+    `nprobe`, `ef_search` and `index_device` (FAISS': "auto", "cpu" or "cuda") only change how queries run.
     """
 
     query_settings: ClassVar[frozenset[str]] = Retriever.query_settings | {
@@ -51,6 +51,7 @@ class DenseRetriever(Retriever):
         "nprobe",
         "ef_search",
         "index_device",
+        "query_backend",
     }
 
     def __init__(
@@ -68,6 +69,7 @@ class DenseRetriever(Retriever):
         nprobe: int | None = None,
         ef_search: int | None = None,
         index_device: str = "auto",
+        query_backend: str = "torch",
     ) -> None:
         if top_k < 1:
             raise ConfigError(f"DenseRetriever top_k must be at least 1, got {top_k}")
@@ -95,7 +97,9 @@ class DenseRetriever(Retriever):
         else:
             self._index_args["precision"] = precision
         self._empty_index()  # check the index settings now, not at the first load
-        self._embedder = SentenceTransformerEmbedder(model, device=device, batch_size=batch_size, normalize=normalize)
+        self._embedder = SentenceTransformerEmbedder(
+            model, device=device, batch_size=batch_size, normalize=normalize, query_backend=query_backend
+        )
         self._index: FaissIndex | BinaryFaissIndex | None = None
         self._chunks: ChunkLookup | None = None
 

@@ -21,7 +21,7 @@ class HashEmbedder:
 
     embedded: ClassVar[list[str]] = []
 
-    def __init__(self, model: str, device: str, batch_size: int, normalize: bool) -> None:
+    def __init__(self, model: str, device: str, batch_size: int, normalize: bool, query_backend: str = "torch") -> None:
         self.loaded = False
 
     def load(self) -> None:
