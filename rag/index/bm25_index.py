@@ -18,6 +18,7 @@ import logging
 from collections import Counter
 from collections.abc import Collection, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from scipy import sparse
@@ -47,7 +48,7 @@ class BM25Index:
         self.term_frequencies = sparse.csr_array((0, 0), dtype=np.int32)
         self.doc_lengths = np.zeros(0, dtype=np.int64)
         self._rows: dict[str, int] = {}
-        self._cache: sparse.csc_array | None = None
+        self._cache: _Postings | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -100,33 +101,37 @@ class BM25Index:
         Best first, ties broken by id. Scores may be zero or negative on tiny corpora, where
         BM25 Okapi's idf of a term found in half the documents or more is zero or floored.
         """
-        if k <= 0 or not self.ids:
+        n = len(self.ids)
+        if k <= 0 or not n:
             return []
-        scores, candidates = self._score(query)
-        if not candidates.size:
+        scores, postings = self._score(query)
+        if not postings.size:
             return []
         if self._ranks is None:
             self._ranks = id_ranks(self.ids)
-        return top_k(self.ids, candidates, scores[candidates], k, self._ranks)
+        k = min(k, n)
+        kth = np.partition(scores, n - k)[n - k]  # the k-th largest score over all documents
+        if kth > 0:  # the best scores are all positive, and a document without a query term scores 0
+            rows = np.flatnonzero(scores >= kth)
+        else:  # too few positive scores: the candidates are exactly the documents sharing a term
+            rows = np.flatnonzero(np.bincount(postings, minlength=n))
+        return top_k(self.ids, rows, scores[rows], k, self._ranks)
 
     def _score(self, query: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Scores of every document, and the rows that share a term with the query."""
+        """Scores of every document, and the document rows of the postings read (repeated rows possible)."""
         n = len(self.ids)
-        weights = self._weights()
-        rows, values = [], []
+        data, rows, starts = self._weights()
+        touched, values = [], []
         for term, times in Counter(query).items():
             column = self.vocabulary.get(term)
             if column is not None:
-                start, end = weights.indptr[column], weights.indptr[column + 1]
-                rows.append(weights.indices[start:end])
-                values.append(times * weights.data[start:end])
-        if not rows:
+                start, end = starts[column], starts[column + 1]
+                touched.append(rows[start:end])
+                values.append(data[start:end] if times == 1 else times * data[start:end])
+        if not touched:
             return np.zeros(n), np.zeros(0, dtype=np.int64)
-        touched_rows = np.concatenate(rows)
-        scores = np.bincount(touched_rows, weights=np.concatenate(values), minlength=n)
-        touched = np.zeros(n, dtype=bool)
-        touched[touched_rows] = True
-        return scores, np.flatnonzero(touched)
+        postings = np.concatenate(touched)
+        return np.bincount(postings, weights=np.concatenate(values), minlength=n), postings
 
     def save(self, directory: Path) -> None:
         """Write the index as new files in `directory` (created if needed; files never overwritten)."""
@@ -170,7 +175,7 @@ class BM25Index:
         self._cache = None
         self._ranks: np.ndarray | None = None
 
-    def _weights(self) -> sparse.csc_array:
+    def _weights(self) -> _Postings:
         """Each stored count's BM25 term score, by term column, cached until the index changes.
 
         The score of term t in document d is idf(t) * tf * (k1 + 1) / (tf + k1 * (1 - b + b * dl / avgdl)),
@@ -189,5 +194,13 @@ class BM25Index:
             tf = by_column.data.astype(np.float64)
             columns = np.repeat(np.arange(by_column.shape[1]), np.diff(by_column.indptr))
             data = idf[columns] * tf * (self.k1 + 1) / (tf + norm[by_column.indices])
-            self._cache = sparse.csc_array((data, by_column.indices, by_column.indptr), shape=by_column.shape)
+            self._cache = _Postings(data, by_column.indices, by_column.indptr.tolist())
         return self._cache
+
+
+class _Postings(NamedTuple):
+    """Term columns in CSC layout: column c's scores are `data[starts[c]:starts[c + 1]]`, its rows `rows[...]`."""
+
+    data: np.ndarray
+    rows: np.ndarray
+    starts: list[int]  # a list: reading a Python int is cheaper than a numpy scalar, per query term

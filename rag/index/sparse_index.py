@@ -58,7 +58,7 @@ def top_k(
         rows, scores = rows[keep], scores[keep]
     if id_rank is not None:
         order = np.lexsort((id_rank[rows], -scores))[:k]
-        return [(ids[row], score) for row, score in zip(rows[order].tolist(), scores[order].tolist(), strict=True)]
+        return list(zip(map(ids.__getitem__, rows[order].tolist()), scores[order].tolist(), strict=True))
     best = sorted(zip(scores.tolist(), rows.tolist(), strict=True), key=lambda pair: (-pair[0], ids[pair[1]]))[:k]
     return [(ids[row], score) for score, row in best]
 

@@ -116,7 +116,7 @@ class ChunkStore:
     def get(self, ids: Sequence[str]) -> list[Chunk]:
         """The chunks with these ids, in order (ChunkLookup)."""
         try:
-            return [self.chunks[i] for i in ids]
+            return list(map(self.chunks.__getitem__, ids))
         except KeyError as exc:
             raise IndexStoreError(
                 f"chunk {exc.args[0]} is in a retriever's index but not in the chunk store; the index "

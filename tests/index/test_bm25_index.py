@@ -138,6 +138,18 @@ def test_search_is_top_k_by_score_with_ties_broken_by_id():
     assert twins == ["a-twin", "m-twin", "z-twin"]
 
 
+@pytest.mark.parametrize("k", [1, 5, 20, 45, 60, 1000])
+def test_search_equals_sorting_every_document_sharing_a_term(k):
+    corpus = make_corpus(60, seed=11, prefix="d")
+    index = build(corpus)
+    for text in QUERIES:
+        query = TOKENIZE(text)
+        scores = dict(zip(index.ids, index.scores(query), strict=True))
+        matching = [i for i, doc in corpus.items() if set(query) & set(TOKENIZE(doc))]
+        expected = sorted(matching, key=lambda i: (-scores[i], i))[:k]
+        assert index.search(query, k) == [(i, scores[i]) for i in expected], text
+
+
 def test_search_returns_only_documents_sharing_a_term_even_on_tiny_corpora():
     index = build({"a": "cat", "b": "dog"})
     assert index.scores(["cat"]).tolist() == [0.0, 0.0]  # idf is log(1.5 / 1.5): BM25Okapi scores 0
