@@ -111,10 +111,10 @@ class BM25Index:
             self._ranks = id_ranks(self.ids)
         k = min(k, n)
         kth = np.partition(scores, n - k)[n - k]  # the k-th largest score over all documents
-        if kth > 0:  # the best scores are all positive, and a document without a query term scores 0
-            rows = np.flatnonzero(scores >= kth)
-        else:  # too few positive scores: the candidates are exactly the documents sharing a term
-            rows = np.flatnonzero(np.bincount(postings, minlength=n))
+        # when the k-th score is positive the best k all share a term (the others score 0); otherwise the
+        # candidates must be exactly the documents sharing a term
+        candidates = scores >= kth if kth > 0 else np.bincount(postings, minlength=n)
+        rows = np.flatnonzero(candidates)
         return top_k(self.ids, rows, scores[rows], k, self._ranks)
 
     def _score(self, query: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
