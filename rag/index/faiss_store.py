@@ -1,0 +1,259 @@
+"""What `FaissIndex` and `BinaryFaissIndex` share: ids, per-row arrays, a lazily built FAISS structure, files.
+
+The ids and the arrays in `_ARRAYS` (one row an id) are the source of truth; the FAISS structure is
+derived from them, kept trained across removals, and saved (as `faiss.index`) unless it is the
+exact `_FLAT`. A subclass says how float vectors become rows and rows a FAISS structure.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from collections import Counter
+from collections.abc import Collection, Iterable, Sequence
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import numpy as np
+
+from rag.core.errors import IndexStoreError
+from rag.index import faiss_types
+from rag.index.faiss_types import import_faiss
+from rag.index.files import read_json, write_arrays, write_json
+
+__all__ = ["FaissStore"]
+
+logger = logging.getLogger(__name__)
+
+
+class FaissStore(ABC):
+    """Rows under string ids, searched with a FAISS structure built from them when first needed."""
+
+    _FORMAT: ClassVar[str]  # the manifest's "format"
+    _KIND: ClassVar[str]  # what load errors call the index
+    _BINARY: ClassVar[bool]  # a FAISS binary index
+    _FLAT: ClassVar[str]  # the exact factory, rebuilt rather than saved
+    _ARRAYS: ClassVar[tuple[str, ...]]  # the attributes holding the rows, saved as NAME.npy
+    _SETTINGS: ClassVar[tuple[str, ...]]  # constructor arguments kept in the manifest
+
+    def __init__(
+        self,
+        dimension: int | None,
+        factory: str,
+        nprobe: int | None,
+        ef_search: int | None,
+        rescore_multiplier: int,
+        device: str,
+    ) -> None:
+        self.dimension = dimension
+        self.factory = factory
+        self.nprobe = nprobe
+        self.ef_search = ef_search
+        self.rescore_multiplier = rescore_multiplier
+        self.device = faiss_types.check_device(device)
+        self.ids: list[str] = []
+        self.ranges: np.ndarray | None = None
+        """int8 rows only: the (2, dimension) calibration ranges (min, max); set by the first `add` if None."""
+        self._rows: dict[str, int] = {}
+        self._faiss: Any = None  # in step with the rows, or None
+        self._built_as = ""  # factory string self._faiss was built from
+        self._saved: tuple[Path, str] | None = None  # faiss.index file in step with the rows, and its factory
+        self._trained: tuple[str, Any] | None = None  # an empty trained index to rebuild from
+        self._clear()
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __contains__(self, item_id: object) -> bool:
+        return item_id in self._rows
+
+    def add(self, ids: Sequence[str], vectors: np.ndarray) -> None:
+        """Add one row of `vectors` (n x dimension, float) under each new, unique id."""
+        vectors = self._check(vectors, "add")
+        if len(ids) != len(vectors):
+            raise ValueError(f"{type(self).__name__}.add got {len(ids)} ids for {len(vectors)} vectors")
+        duplicates = [i for i, n in Counter(ids).items() if n > 1 or i in self._rows]
+        if duplicates:
+            raise IndexStoreError(f"{type(self).__name__}.add: ids already in the index or repeated: {duplicates[:5]}")
+        if self.dimension is None:
+            self.dimension = vectors.shape[1]
+            self._clear()
+        if not len(vectors):
+            return
+        if self._saved is not None:
+            self._built()  # extend the saved structure rather than rebuild it
+        start = len(self.ids)
+        self._rows.update((item_id, start + n) for n, item_id in enumerate(ids))
+        self.ids.extend(ids)
+        new = self._encode(vectors)
+        self._set(np.concatenate(pair) for pair in zip(self._arrays().values(), new, strict=True))
+        if self._faiss is not None:
+            if self._resolved() == self._built_as:
+                self._add_rows(self._faiss, start)
+            else:
+                self._faiss = None
+
+    def remove(self, ids: Collection[str]) -> None:
+        """Drop the rows with these ids (unknown ids are ignored); the FAISS structure is rebuilt lazily."""
+        drop = [self._rows[i] for i in set(ids) if i in self._rows]
+        if not drop:
+            return
+        self._keep_training()
+        keep = np.ones(len(self.ids), dtype=bool)
+        keep[drop] = False
+        self._set(array[keep] for array in self._arrays().values())
+        self.ids = [i for i, k in zip(self.ids, keep, strict=True) if k]
+        self._rows = {item_id: row for row, item_id in enumerate(self.ids)}
+        self._faiss, self._saved = None, None
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, list[list[str]]]:
+        """The `k` best rows for each query: scores (queries x k', best first) and their ids.
+
+        `k'` is `min(k, len(self))`, so an empty index gives empty rows. Approximate factories may
+        find fewer than `k'` rows for a query: its id list is then shorter than its score row,
+        which is padded with -inf.
+        """
+        scores, rows = self.search_rows(queries, k)
+        ids = self.ids
+        return scores, [[ids[r] for r in row if r >= 0] for row in rows.tolist()]
+
+    def search_rows(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """As `search`, with row numbers (positions in `ids`, -1 where none was found) instead of ids."""
+        queries = self._check(queries, "search")
+        k = min(k, len(self.ids))
+        if k <= 0:
+            return np.zeros((len(queries), 0), dtype=np.float32), np.zeros((len(queries), 0), dtype=np.int64)
+        return self._search(self._built(), queries, k)
+
+    def save(self, directory: Path) -> None:
+        """Write the index as new files in `directory` (created if needed; files never overwritten)."""
+        directory.mkdir(parents=True, exist_ok=True)
+        structure = self._resolved() if self.ids else self._FLAT
+        manifest = {
+            "format": self._FORMAT,
+            "dimension": self.dimension,
+            **{name: getattr(self, name) for name in self._SETTINGS},
+            "count": len(self.ids),
+            "structure": structure if structure != self._FLAT else None,
+        }
+        arrays = self._arrays()
+        if self.ranges is not None:
+            arrays["ranges"] = self.ranges
+        try:
+            write_arrays(directory, arrays)
+            for name, value in (("ids.json", self.ids), ("manifest.json", manifest)):
+                write_json(directory / name, value)
+            if manifest["structure"]:
+                with open(directory / "faiss.index", "xb") as f:
+                    faiss = import_faiss()
+                    serialize = faiss.serialize_index_binary if self._BINARY else faiss.serialize_index
+                    f.write(serialize(faiss_types.to_cpu(self._built())).tobytes())
+        except FileExistsError as exc:
+            raise IndexStoreError(
+                f"{type(self).__name__}.save: {exc.filename} exists; save needs an empty folder"
+            ) from exc
+        logger.debug("saved %d vectors to %s", len(self.ids), directory)
+
+    @classmethod
+    def load(cls, directory: Path, **search_settings: Any) -> Self:
+        """Open an index written by `save`; its rows are memory-mapped read-only.
+
+        `search_settings` (nprobe, ef_search, rescore_multiplier, device) only change how it searches.
+        """
+        manifest = read_json(directory / "manifest.json")
+        if not isinstance(manifest, dict) or manifest.get("format") != cls._FORMAT:
+            raise IndexStoreError(f"{directory} is not a {cls._KIND} (expected format {cls._FORMAT!r})")
+        settings = {name: manifest[name] for name in cls._SETTINGS if name in manifest}  # older: no "precision"
+        index = cls(manifest["dimension"], **settings, **search_settings)
+        index.ids = list(read_json(directory / "ids.json"))
+        arrays = [np.load(directory / f"{name}.npy", mmap_mode="r", allow_pickle=False) for name in cls._ARRAYS]
+        if manifest["count"] != len(index.ids) or any(len(array) != len(index.ids) for array in arrays):
+            raise IndexStoreError(f"{cls._KIND} in {directory} is inconsistent: counts disagree with the manifest")
+        if index.ids:
+            index._set(arrays)
+        if (directory / "ranges.npy").exists():
+            index.ranges = np.load(directory / "ranges.npy", allow_pickle=False)
+        if manifest.get("structure"):
+            index._saved = (directory / "faiss.index", manifest["structure"])
+        index._rows = {item_id: row for row, item_id in enumerate(index.ids)}
+        return index
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        return {name: getattr(self, name) for name in self._ARRAYS}
+
+    def _set(self, arrays: Iterable[np.ndarray]) -> None:
+        for name, array in zip(self._ARRAYS, arrays, strict=True):
+            setattr(self, name, array)
+
+    def _check(self, vectors: np.ndarray, action: str) -> np.ndarray:
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        name = type(self).__name__
+        if vectors.ndim != 2:
+            raise ValueError(f"{name}.{action} needs a 2-d array of vectors, got shape {vectors.shape}")
+        if self.dimension is not None and vectors.shape[1] != self.dimension:
+            raise IndexStoreError(
+                f"{name}.{action}: vectors have dimension {vectors.shape[1]}, the index holds "
+                f"dimension {self.dimension}; the embedding model differs from the one the index was built with"
+            )
+        return vectors
+
+    def _built(self) -> Any:
+        if self._faiss is None:
+            wanted = self._resolved()
+            if self._saved is not None and self._saved[1] == wanted:
+                logger.debug("reading the saved FAISS structure %s", self._saved[0])
+                index = self._read(self._saved[0])
+            else:
+                index = self._empty(wanted)
+                self._add_rows(index, 0)
+            self._saved = None
+            self._faiss, self._built_as = faiss_types.to_gpu(index, self.device, binary=self._BINARY), wanted
+        return self._faiss
+
+    def _read(self, path: Path) -> Any:
+        faiss = import_faiss()
+        return (faiss.read_index_binary if self._BINARY else faiss.read_index)(str(path))
+
+    def _keep_training(self) -> None:
+        """Before rows are dropped: keep a trained structure's training, emptied, to rebuild from."""
+        if self._faiss is not None:
+            path, factory = None, self._built_as
+        elif self._saved is not None:
+            path, factory = self._saved
+        else:
+            return
+        if not self._needs_training(factory):
+            return  # nothing trained to keep
+        faiss = import_faiss()
+        clone = faiss.clone_binary_index if self._BINARY else faiss.clone_index
+        index = self._read(path) if path else clone(faiss_types.to_cpu(self._faiss))
+        index.reset()
+        self._trained = (factory, index)
+
+    @abstractmethod
+    def _clear(self) -> None:
+        """Set each of `_ARRAYS` to no rows of `dimension`."""
+
+    @abstractmethod
+    def _encode(self, vectors: np.ndarray) -> tuple[np.ndarray, ...]:
+        """The rows of each of `_ARRAYS` for float `vectors` (calibrating `ranges` first where they are needed)."""
+
+    @abstractmethod
+    def _resolved(self) -> str:
+        """The FAISS factory string `factory` stands for at the current size."""
+
+    @abstractmethod
+    def _empty(self, factory: str) -> Any:
+        """An empty, trained FAISS index for `factory`."""
+
+    @abstractmethod
+    def _add_rows(self, index: Any, start: int) -> None:
+        """Add the rows from `start` on to the FAISS `index`."""
+
+    @abstractmethod
+    def _search(self, index: Any, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """`search_rows` with the built `index`, for checked `queries` and 0 < k <= len(self)."""
+
+    @abstractmethod
+    def _needs_training(self, factory: str) -> bool:
+        """Whether a `factory` structure is trained (IVF, PQ), so its training is worth keeping."""
