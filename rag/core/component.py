@@ -45,6 +45,9 @@ class Component:
     """Base class of every pipeline component (see the module docstring for the contract)."""
 
     outputs: ClassVar[dict[str, Any]] = {}
+    id_space: str | None = None
+    """Where the ids of the hits this component makes come from ("chunks": the index's chunk store). None
+    for components that pass on the hits they receive (fusion, rerankers): theirs are their senders'."""
     _settings: dict[str, Any]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:

@@ -93,6 +93,7 @@ class Pipeline:
         self.outputs = self._check_outputs(outputs)
         self.inputs = self._check_inputs(inputs)
         self._order = self._check_cycles()
+        self._check_id_spaces()
         self._warm: set[str] = set()
 
     # ----------------------------------------------------------------- validation
@@ -217,6 +218,23 @@ class Pipeline:
             raise PipelineError(
                 f"the connections form a cycle ({cycle}); pipelines must be acyclic — remove one of these connections"
             ) from None
+
+    def _check_id_spaces(self) -> None:
+        """Refuse an input fed by senders whose hits' ids come from different places (see `Component.id_space`)."""
+        spaces: dict[str, set[str]] = {}
+        for comp in self._order:  # senders first
+            own = self.components[comp].id_space
+            received = {space for c in self.connections if c.receiver == comp for space in spaces[c.sender]}
+            spaces[comp] = {own} if own else received
+        for receiver, socket in {(c.receiver, c.input) for c in self.connections}:
+            senders = [c.sender for c in self.connections if (c.receiver, c.input) == (receiver, socket)]
+            found = {sender: spaces[sender] for sender in senders if spaces[sender]}
+            if len(set().union(*found.values())) > 1:
+                named = ", ".join(f"'{sender}' ({'/'.join(sorted(space))})" for sender, space in found.items())
+                raise PipelineError(
+                    f"input '{receiver}.{socket}' fuses hits whose ids come from different places: {named}; "
+                    "ids of different id spaces never match, so fuse only retrievers over the same chunk store"
+                )
 
     # ----------------------------------------------------------------- running
     def needed_for(self, outputs: Collection[str] | None = None) -> list[str]:

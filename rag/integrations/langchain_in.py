@@ -126,11 +126,21 @@ class LangChainRetriever(Component):
     chunk id). The score is the document's metadata value under `score_key` when given, else 1 / rank,
     so the order is kept and the hits can be fused with `ReciprocalRankFusion`. `top_k` cuts the list
     (None: keep what the retriever returns); the LangChain retriever's own ``k`` decides how many it returns.
+    `id_space` (see `Component.id_space`) optionally names where the documents' ids come from, so that a
+    pipeline refuses to fuse them with hits of another id space: ``"chunks"`` for a LangChain retriever over
+    this index's own chunks (one made by `as_retriever`); None (the default) leaves it unchecked, as for
+    documents from another source, whose ids never meet the index's.
     """
 
     outputs: ClassVar[dict[str, Any]] = {"hits": list[Hit]}
 
-    def __init__(self, retriever: str | None = None, top_k: int | None = None, score_key: str | None = None) -> None:
+    def __init__(
+        self,
+        retriever: str | None = None,
+        top_k: int | None = None,
+        score_key: str | None = None,
+        id_space: str | None = None,
+    ) -> None:
         owner = type(self).__name__
         if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
             raise ConfigError(f"{owner}: top_k must be None or an integer >= 1, got {top_k!r}")
@@ -142,6 +152,7 @@ class LangChainRetriever(Component):
         self.retriever = retriever
         self.top_k = top_k
         self.score_key = score_key
+        self.id_space = id_space
         self._retriever: BaseRetriever | None = None
 
     def build(self) -> BaseRetriever:

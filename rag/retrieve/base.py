@@ -35,6 +35,8 @@ class Retriever(Component):
     bookkeeping around their own embedding and search.
     """
 
+    id_space: str | None = "chunks"
+
     outputs: ClassVar[dict[str, Any]] = {"hits": list[Hit]}
     query_settings: ClassVar[frozenset[str]] = frozenset({"top_k", "batch_size", "device"})
     """Settings that only change query-time behaviour, not the stored state."""

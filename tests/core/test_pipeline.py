@@ -197,3 +197,38 @@ def test_variadic_input_given_directly_becomes_a_one_element_list() -> None:
     pipeline = Pipeline({"f": ReciprocalRankFusion()}, inputs=["hits"])
     hits = pipeline.run({"hits": [Hit(chunk("x"), 1.0)]})["hits"]
     assert [h.id for h in hits] == ["x"]
+
+
+class DocumentLister(Lister):
+    """Hits whose ids are document ids, not chunk ids."""
+
+    id_space = "documents"
+
+
+class ChunkLister(Lister):
+    id_space = "chunks"
+
+
+class PassOn(Component):
+    """Passes its hits on (like a reranker): its hits keep its sender's id space."""
+
+    outputs: ClassVar[dict[str, Any]] = {"hits": list[Hit]}
+
+    def run(self, hits: list[Hit]) -> dict[str, Any]:
+        return {"hits": hits}
+
+
+def test_fusing_hits_of_different_id_spaces_is_refused_when_built() -> None:
+    components = {"a": ChunkLister(["x"]), "b": DocumentLister(["y"]), "pass": PassOn(), "rrf": ReciprocalRankFusion()}
+    with pytest.raises(
+        PipelineError,
+        match=r"'rrf.hits' fuses hits whose ids come from different places: .*'a' \(chunks\), 'pass' \(documents\)",
+    ):
+        Pipeline(
+            components, [("a.hits", "rrf.hits"), ("b.hits", "pass.hits"), ("pass.hits", "rrf.hits")], inputs=["query"]
+        )
+    same = {"a": ChunkLister(["x"]), "b": ChunkLister(["y"]), "c": Lister(["z"]), "rrf": ReciprocalRankFusion()}
+    pipeline = Pipeline(
+        same, [("a.hits", "rrf.hits"), ("b.hits", "rrf.hits"), ("c.hits", "rrf.hits")], inputs=["query"]
+    )
+    assert [h.id for h in pipeline.run({"query": "q"})["hits"]] == ["x", "y", "z"]  # undeclared (None): not checked
