@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from rag.core.errors import ConfigError
-from rag.core.types import Chunk, Hit
+from rag.core.types import Hit
 
-__all__ = ["check_fusion_settings", "cut_lists", "first_chunks"]
+__all__ = ["check_fusion_settings", "cut_lists"]
 
 
 def check_fusion_settings(
@@ -40,12 +40,3 @@ def cut_lists(
     depths = [list_top_k] * count if list_top_k is None or isinstance(list_top_k, int) else list(list_top_k)
     cut = [list(ranked[:depth]) for ranked, depth in zip(hits, depths, strict=True)]
     return cut, list(weights) if weights is not None else [1.0] * count
-
-
-def first_chunks(lists: Sequence[Sequence[Hit]]) -> dict[str, Chunk]:
-    """Chunk by id, over all lists."""
-    chunks: dict[str, Chunk] = {}
-    for ranked in lists:
-        for hit in ranked:
-            chunks.setdefault(hit.id, hit.chunk)
-    return chunks

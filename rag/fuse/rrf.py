@@ -7,8 +7,8 @@ from typing import Any, ClassVar
 
 from rag.core.component import Component, Variadic
 from rag.core.errors import ConfigError
-from rag.core.types import Hit
-from rag.fuse.lists import check_fusion_settings, cut_lists, first_chunks
+from rag.core.types import Chunk, Hit
+from rag.fuse.lists import check_fusion_settings, cut_lists
 
 __all__ = ["ReciprocalRankFusion"]
 
@@ -46,16 +46,23 @@ class ReciprocalRankFusion(Component):
         lists, weights = cut_lists("ReciprocalRankFusion", hits, self.weights, self.list_top_k)
         if len(lists) == 1:
             return {"hits": lists[0][:limit]}
-        return {"hits": fuse_ranks(lists, weights, self.k)[:limit]}
+        return {"hits": fuse_ranks(lists, weights, self.k, limit)}
 
 
-def fuse_ranks(lists: Sequence[Sequence[Hit]], weights: Sequence[float], k: int) -> list[Hit]:
+def fuse_ranks(lists: Sequence[Sequence[Hit]], weights: Sequence[float], k: int, limit: int | None) -> list[Hit]:
+    """The best `limit` (None: all) chunks by Σ weight / (k + rank), ties by best rank, then id."""
     scores: dict[str, float] = {}
     best_rank: dict[str, int] = {}
+    chunks: dict[str, Chunk] = {}
     for ranked, weight in zip(lists, weights, strict=True):
         for rank, hit in enumerate(ranked, start=1):
-            scores[hit.id] = scores.get(hit.id, 0.0) + weight / (k + rank)
-            best_rank[hit.id] = min(best_rank.get(hit.id, rank), rank)
-    chunks = first_chunks(lists)
-    order = sorted(scores, key=lambda i: (-scores[i], best_rank[i], i))
+            chunk_id = hit.chunk.id
+            if chunk_id in scores:
+                scores[chunk_id] += weight / (k + rank)
+                best_rank[chunk_id] = min(best_rank[chunk_id], rank)
+            else:
+                scores[chunk_id] = weight / (k + rank)
+                best_rank[chunk_id] = rank
+                chunks[chunk_id] = hit.chunk
+    order = sorted(scores, key=lambda i: (-scores[i], best_rank[i], i))[:limit]
     return [Hit(chunks[i], scores[i]) for i in order]

@@ -18,8 +18,8 @@ import numpy as np
 
 from rag.core.component import Component, Variadic
 from rag.core.errors import ConfigError
-from rag.core.types import Hit
-from rag.fuse.lists import check_fusion_settings, cut_lists, first_chunks
+from rag.core.types import Chunk, Hit
+from rag.fuse.lists import check_fusion_settings, cut_lists
 
 __all__ = ["NORMALIZATIONS", "ScoreFusion", "normalize"]
 
@@ -75,17 +75,25 @@ class ScoreFusion(Component):
             return {"hits": lists[0][:limit]}
         scores: dict[str, float] = {}
         best_rank: dict[str, int] = {}
+        chunks: dict[str, Chunk] = {}
+        members: list[set[str]] = []
         floors = []
         for ranked, weight in zip(lists, weights, strict=True):
             normalised = normalize([hit.score for hit in ranked], self.method)
             floors.append(weight * float(normalised.min()) if normalised.size else 0.0)
-            for rank, (hit, value) in enumerate(zip(ranked, normalised, strict=True), start=1):
-                scores[hit.id] = scores.get(hit.id, 0.0) + weight * float(value)
-                best_rank[hit.id] = min(best_rank.get(hit.id, rank), rank)
-        for ranked, floor in zip(lists, floors, strict=True):  # absent from a list: that list's lowest score
-            present = {hit.id for hit in ranked}
+            members.append(set())
+            for rank, (hit, value) in enumerate(zip(ranked, normalised.tolist(), strict=True), start=1):
+                chunk_id = hit.chunk.id
+                members[-1].add(chunk_id)
+                if chunk_id in scores:
+                    scores[chunk_id] += weight * value
+                    best_rank[chunk_id] = min(best_rank[chunk_id], rank)
+                else:
+                    scores[chunk_id] = weight * value
+                    best_rank[chunk_id] = rank
+                    chunks[chunk_id] = hit.chunk
+        for present, floor in zip(members, floors, strict=True):  # absent from a list: that list's lowest score
             for chunk_id in scores.keys() - present:
                 scores[chunk_id] += floor
-        chunks = first_chunks(lists)
-        order = sorted(scores, key=lambda i: (-scores[i], best_rank[i], i))
-        return {"hits": [Hit(chunks[i], scores[i]) for i in order[:limit]]}
+        order = sorted(scores, key=lambda i: (-scores[i], best_rank[i], i))[:limit]
+        return {"hits": [Hit(chunks[i], scores[i]) for i in order]}
