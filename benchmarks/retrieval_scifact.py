@@ -178,8 +178,8 @@ def quality_table(names: list[str], out: Path, plot: Path) -> None:
                 f"`{name}`",
                 f"{r['metrics']['ndcg@10']:.4f}",
                 f"{r['metrics']['recall@100']:.4f}",
-                f"{r['qps']:,.0f}",
-                f"{r['qps_one_at_a_time']:,.0f}",
+                _qps(r["qps"]),
+                _qps(r["qps_one_at_a_time"]),
                 f"{r['latency_ms']['p50']:.1f}",
                 search,
                 "" if build is None else f"{build:,.0f}",
@@ -195,6 +195,10 @@ def quality_table(names: list[str], out: Path, plot: Path) -> None:
     quality += f"\n\n![nDCG@10 against latency, one query at a time]({plot.name})"
     print(quality)
     write_section("retrieval_scifact", quality, "Retrieval quality and speed on SciFact", out)
+
+
+def _qps(value: float) -> str:
+    return f"{value:,.0f}" if value >= 1 else "<1"
 
 
 def _exists(name: str) -> bool:
