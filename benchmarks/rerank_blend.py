@@ -7,8 +7,8 @@ corpus, and the cross-encoder written by `rag train reranker ../shared/data/scif
 RRF's top 30 (about 0.1 s a pair on 2 cores: 25 minutes for both splits). The scores are saved as
 `DIR/train.json` and `DIR/test.json` and reused when present, so the table can be redrawn without the
 reranker. For each depth (10, 20, 30), normalisation (z-score, min-max) and reranker weight w, the top
-`depth` are reordered by (1 - w) * norm(RRF) + w * norm(reranker) — what `ScoreFusion` computes in the
-`hybrid-rerank` pipeline — and nDCG@10 is averaged. The weight is meant to be chosen on the train rows;
+`depth` are reordered by (1 - w) * norm(RRF) + w * norm(reranker) with the `ScoreFusion` component, as the
+`hybrid-rerank` pipeline does, and nDCG@10 is averaged. The weight is meant to be chosen on the train rows;
 the test rows then say what that choice gives, with a paired bootstrap against `hybrid`.
 """
 
@@ -24,10 +24,11 @@ import numpy as np
 from report import DATA, REPO, command_line, header, markdown_table, write_section
 
 from rag.core.serialization import load_pipeline
+from rag.core.types import Chunk, Hit
 from rag.eval.beir import load_beir
 from rag.eval.metrics import ndcg
 from rag.eval.runner import evaluate
-from rag.fuse.score import normalize
+from rag.fuse.score import ScoreFusion
 from rag.rerank.cross_encoder import CrossEncoderReranker
 
 RERANKER = "~/.cache/rag/models/reranker-scifact"
@@ -65,13 +66,16 @@ def scores(split: str, sample: int | None, folder: Path) -> dict:
 
 
 def per_query(data: dict, weight: float, depth: int, method: str) -> np.ndarray:
-    """nDCG@10 of each query when its top `depth` are reordered by the blended score."""
+    """nDCG@10 of each query when its top `depth` are blended by `ScoreFusion`, as in the pipeline."""
+    fusion = ScoreFusion(method=method, weights=[1 - weight, weight], top_k=None)
     values = []
     for query_id, row in data["run"].items():
-        ids = row["ids"][:depth]
-        blended = (1 - weight) * normalize(row["rrf"][:depth], method) + weight * normalize(row["ce"][:depth], method)
-        ranked = [doc for _, doc in sorted(zip(blended, ids, strict=True), key=lambda pair: (-pair[0], pair[1]))]
-        values.append(ndcg(ranked, data["qrels"].get(query_id, {}), 10))
+        chunks = [Chunk(doc, doc, "", 0, 0) for doc in row["ids"][:depth]]
+        first_stage = [Hit(chunk, score) for chunk, score in zip(chunks, row["rrf"], strict=False)]
+        scored = [Hit(chunk, score) for chunk, score in zip(chunks, row["ce"], strict=False)]
+        reranked = sorted(scored, key=lambda hit: -hit.score)  # the reranker's output order (stable on ties)
+        fused = fusion.run(hits=[first_stage, reranked])["hits"]
+        values.append(ndcg([hit.id for hit in fused], data["qrels"].get(query_id, {}), 10))
     return np.array(values)
 
 
