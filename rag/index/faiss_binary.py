@@ -78,9 +78,12 @@ class BinaryFaissIndex(FaissStore):
         fetch = min(len(self.ids), k * self.rescore_multiplier)
         if self._built_as != "BFlat":
             faiss_types.set_search_params(index, self.nprobe, self.ef_search, fetch)
-        with faiss_types.single_threaded():
-            _, candidates = index.search(quantize(queries, "binary"), fetch)
-        return rescore(queries, candidates, self.rows, k, self.ranges)
+
+        def search(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            _, candidates = index.search(quantize(block, "binary"), fetch)
+            return rescore(block, candidates, self.rows, k, self.ranges)
+
+        return faiss_types.search_in_threads(search, queries, index)
 
     def _empty(self, factory: str) -> Any:
         faiss = import_faiss()

@@ -26,7 +26,8 @@ import contextlib
 import functools
 import logging
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -42,6 +43,7 @@ BINARY_PRESETS = ("flat", "ivf", "hnsw")
 DEVICES = ("auto", "cpu", "cuda")
 MIN_APPROXIMATE = 10_000
 TRAIN_SAMPLE = 100_000
+MIN_QUERIES_PER_THREAD = 16
 STORAGE = {"float32": "Flat", "float16": "SQfp16", "int8": "SQ8"}
 
 
@@ -174,6 +176,33 @@ def single_threaded() -> Iterator[None]:
         yield
     finally:
         faiss.omp_set_num_threads(threads)
+
+
+def search_in_threads(
+    search: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]], queries: np.ndarray, index: Any
+) -> tuple[np.ndarray, np.ndarray]:
+    """`search(queries)` with every FAISS call on one thread, a large batch split into one block per thread.
+
+    For FAISS' binary search, which its own OpenMP threads slow down (see `single_threaded`): blocks of
+    at least `MIN_QUERIES_PER_THREAD` queries run side by side on FAISS' number of threads (FAISS releases
+    the GIL). `search` returns row-aligned arrays (scores, rows), concatenated in query order. GPU
+    indexes get the whole batch in one call.
+    """
+
+    def search_block(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        with single_threaded():
+            return search(block)
+
+    blocks = min(import_faiss().omp_get_max_threads(), len(queries) // MIN_QUERIES_PER_THREAD)
+    if blocks < 2 or "Gpu" in type(index).__name__:
+        return search_block(queries)
+    parts = list(_search_pool(blocks).map(search_block, np.array_split(queries, blocks)))
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+@functools.cache
+def _search_pool(threads: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(threads, thread_name_prefix="rag-faiss-search")
 
 
 @functools.cache

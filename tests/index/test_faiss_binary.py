@@ -51,6 +51,26 @@ def test_an_oversampled_hamming_shortlist_finds_the_float_top_1():
     assert index.codes.dtype == np.uint8 and index.codes.shape == (len(DATA), DIM // 8)
 
 
+@pytest.mark.parametrize("factory", ["BFlat", "BIVF16"])
+def test_a_batch_split_across_threads_equals_each_query_alone(monkeypatch, factory):
+    faiss = faiss_types.import_faiss()
+    threads, pools = faiss.omp_get_max_threads(), []
+    pool = faiss_types._search_pool
+    monkeypatch.setattr(faiss_types, "_search_pool", lambda n: pools.append(n) or pool(n))
+    index = BinaryFaissIndex(DIM, factory=factory, nprobe=4)
+    index.add(IDS, DATA)
+    queries = clustered(100, seed=3)
+    faiss.omp_set_num_threads(3)
+    try:
+        scores, found = index.search(queries, 10)  # three blocks of at least 16 queries
+    finally:
+        faiss.omp_set_num_threads(threads)
+    assert pools == [3]
+    alone = [index.search(query[None], 10) for query in queries]
+    assert found == [ids[0] for _, ids in alone]
+    np.testing.assert_array_equal(scores, np.concatenate([s for s, _ in alone]))
+
+
 def test_int8_rescoring_rows_keep_their_ranges_across_save_and_load(tmp_path):
     index = BinaryFaissIndex(DIM, rescore_precision="int8")
     index.add(IDS[:1_000], DATA[:1_000])
