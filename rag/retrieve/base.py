@@ -84,6 +84,13 @@ class Retriever(Component):
         ids, scores = zip(*ranked, strict=True) if ranked else ((), ())
         return list(map(Hit, self._loaded()[1].get(ids), scores))
 
+    def _ranked_hits(self, scores: Any, ids: Sequence[Sequence[str]]) -> list[list[Hit]]:
+        """Hits for each query's row of a vector index's `search` (scores, ids): best first, ties by id."""
+        return [
+            self._hits(sorted(zip(row_ids, row_scores.tolist(), strict=False), key=lambda p: (-p[1], p[0])))
+            for row_ids, row_scores in zip(ids, scores, strict=True)
+        ]
+
     def run(self, query: str, top_k: int | None = None) -> dict[str, list[Hit]]:
         raise NotImplementedError
 

@@ -151,11 +151,7 @@ class DenseRetriever(Retriever):
         index = self._loaded()[0]
         if not len(index):
             return [[] for _ in range(len(vectors))]
-        scores, ids = index.search(vectors, top_k or self.top_k)
-        return [
-            self._hits(sorted(zip(row_ids, row_scores.tolist(), strict=False), key=lambda p: (-p[1], p[0])))
-            for row_ids, row_scores in zip(ids, scores, strict=True)
-        ]
+        return self._ranked_hits(*index.search(vectors, top_k or self.top_k))
 
     def _empty_index(self) -> FaissIndex | BinaryFaissIndex:
         if self.precision == "binary":

@@ -265,11 +265,7 @@ class MatryoshkaRetriever(Retriever):
         index = self._loaded()[0]
         if not len(index):
             return [[] for _ in range(len(vectors))]
-        scores, ids = index.search(vectors, top_k or self.top_k)
-        return [
-            self._hits(sorted(zip(row_ids, row_scores.tolist(), strict=False), key=lambda p: (-p[1], p[0])))
-            for row_ids, row_scores in zip(ids, scores, strict=True)
-        ]
+        return self._ranked_hits(*index.search(vectors, top_k or self.top_k))
 
     def _check_settings(self, directory: Path) -> None:
         stored, wanted = read_json(directory / SETTINGS_FILE), self.index_settings()
