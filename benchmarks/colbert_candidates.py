@@ -1,6 +1,6 @@
 """How much of the exact-MaxSim top 10 the ColBERT candidate generation keeps, on SciFact.
 
-    python benchmarks/colbert_candidates.py [--limit 500] [--cache DIR] [--out docs/benchmarks.md]
+    python benchmarks/colbert_candidates.py [--limit 500] [--cache DIR] [--index DIR] [--out docs/benchmarks.md]
 
 The first `--limit` SciFact abstracts (title, blank line, abstract) are embedded token by token
 with ColBERTRetriever's defaults (all-MiniLM-L6-v2 token outputs; no trained ColBERT weights ship
@@ -8,8 +8,9 @@ here) and indexed. For every test query (those with a relevant abstract among th
 test queries), the exact top 10 is MaxSim over every document; the candidates are the documents
 `MultiVectorIndex.shortlist` picks to score exactly. Reported per configuration: the mean share of
 the exact top 10 inside the candidates (target ≥ 95%) and the share of documents scored exactly
-(target ≤ 10%). `--cache DIR` keeps the embedded index between runs. The table is printed and
-written into the benchmarks page between markers.
+(target ≤ 10%). `--cache DIR` keeps the embedded index between runs; `--index DIR` reads one that
+`rag eval` built instead (its `components/<retriever>` folder; the whole corpus, so no `--limit`).
+The table is printed and written into the benchmarks page, one section per corpus size.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -27,20 +27,21 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import numpy as np
+from report import DATA, PAGE, command_line, header, write_section
 
 from rag.embed.multivector import MultiVectorEmbedder
+from rag.index.files import read_json
 from rag.index.multivector_index import MultiVectorIndex, centroid_count
 from rag.retrieve.colbert import ColBERTRetriever
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "scifact"
-START, END = "<!-- colbert_candidates -->", "<!-- /colbert_candidates -->"
+SCIFACT = DATA / "scifact"
 K = 10
 
 
 def read_scifact(limit: int) -> tuple[list[str], list[str], dict[str, str], dict[str, set[str]]]:
     """Document ids and texts (first `limit`), test query texts and test qrels."""
     ids, texts = [], []
-    with open(DATA / "corpus.jsonl", encoding="utf-8") as fh:
+    with open(SCIFACT / "corpus.jsonl", encoding="utf-8") as fh:
         for line in fh:
             if len(ids) >= limit:
                 break
@@ -48,11 +49,11 @@ def read_scifact(limit: int) -> tuple[list[str], list[str], dict[str, str], dict
             ids.append(doc["_id"])
             texts.append(f"{doc['title']}\n\n{doc['text']}")
     qrels: dict[str, set[str]] = {}
-    for line in (DATA / "qrels" / "test.tsv").read_text(encoding="utf-8").splitlines()[1:]:
+    for line in (SCIFACT / "qrels" / "test.tsv").read_text(encoding="utf-8").splitlines()[1:]:
         query_id, doc_id, _ = line.split("\t")
         qrels.setdefault(query_id, set()).add(doc_id)
     queries = {}
-    with open(DATA / "queries.jsonl", encoding="utf-8") as fh:
+    with open(SCIFACT / "queries.jsonl", encoding="utf-8") as fh:
         for line in fh:
             query = json.loads(line)
             if query["_id"] in qrels:
@@ -110,12 +111,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--limit", type=int, default=500, help="use the first N abstracts")
     parser.add_argument("--cache", default=None, help="folder to keep the embedded index in between runs")
-    parser.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"))
+    parser.add_argument("--index", default=None, help="an index `rag eval` built of the whole corpus, to read")
+    parser.add_argument("--out", default=str(PAGE))
     args = parser.parse_args()
     settings = ColBERTRetriever().settings
     embedder, index = embedder_and_index(settings)
+    if args.index:
+        cache: Path | None = Path(args.index)
+        args.limit = read_json(cache / "manifest.json")["count"]
+    else:
+        cache = Path(args.cache) / f"scifact-{args.limit}" if args.cache else None
     ids, texts, query_texts, qrels = read_scifact(args.limit)
-    cache = Path(args.cache) / f"scifact-{args.limit}" if args.cache else None
     began = time.perf_counter()
     cached = cache is not None and (cache / "manifest.json").exists()
     if cached:
@@ -158,15 +164,18 @@ def main() -> None:
     ]
     table = "\n".join(
         [
-            f"Command: `python benchmarks/colbert_candidates.py --limit {args.limit}` ({platform.machine()}, "
-            f"{os.cpu_count()} cores, Python {platform.python_version()}, {time.strftime('%Y-%m-%d')})",
+            header(command_line()),
             "",
             f"{len(ids):,} abstracts, {index.token_count:,} token vectors ({settings['storage']}, "
             f"document_length {settings['document_length']}), {k:,} centroids "
             f"(auto: {centroid_count(index.token_count):,}), query_length {settings['query_length']}, "
             f"[MASK] augmentation {augmentation}; model {settings['model']} (its token outputs, "
             "never trained for MaxSim); "
-            + ("index read from the cache." if cached else f"embedding and indexing took {embed_seconds:.0f} s."),
+            + (
+                f"index read from {'--index' if args.index else '--cache'}."
+                if cached
+                else f"embedding and indexing took {embed_seconds:.0f} s."
+            ),
             "",
             "| queries | nprobe | candidates | exact top 10 in candidates (mean) | worst query | documents "
             "scored exactly | token vectors scored to pick them | ms per query |",
@@ -180,7 +189,12 @@ def main() -> None:
         ]
     )
     print(table)
-    write_section(Path(args.out), table)
+    write_section(
+        f"colbert_candidates_{len(ids)}",
+        table,
+        f"ColBERT candidate generation on {len(ids):,} SciFact abstracts",
+        Path(args.out),
+    )
 
 
 def relevant_in_top(
@@ -194,19 +208,6 @@ def relevant_in_top(
         hits = {i for i, _ in index.search(query, K, **search)}
         found_search.append(len(wanted & hits) / len(wanted & present))
     return float(np.mean(found_exact)), float(np.mean(found_search))
-
-
-def write_section(page: Path, table: str) -> None:
-    """Replace the text between the two markers in the benchmarks page (or append a section)."""
-    text = page.read_text(encoding="utf-8") if page.exists() else "# Benchmarks\n"
-    block = f"{START}\n{table}\n{END}"
-    if START in text and END in text:
-        head, _, rest = text.partition(START)
-        _, _, tail = rest.partition(END)
-        text = head + block + tail
-    else:
-        text = text.rstrip() + "\n\n## ColBERT candidate generation on SciFact\n\n" + block + "\n"
-    page.write_text(text, encoding="utf-8")
 
 
 if __name__ == "__main__":
