@@ -14,14 +14,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-from report import DATA, REPO, command_line, header, markdown_table, write_section
+from report import REPO, command_line, header, hybrid_legs, markdown_table, write_section
 
-from rag.core.serialization import load_pipeline
-from rag.eval.beir import load_beir
-from rag.eval.runner import evaluate
 from rag.fuse.rrf import ReciprocalRankFusion
 from rag.fuse.score import ScoreFusion
-from rag.indexer import retrievers
 
 FUSERS = {
     "ReciprocalRankFusion (k 60, top 10)": ReciprocalRankFusion(k=60, top_k=10),
@@ -36,10 +32,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(REPO / "docs" / "fusion.md"))
     args = parser.parse_args()
-    dataset = load_beir(DATA / "scifact", split="test")
-    pipeline = load_pipeline("hybrid")
-    evaluate(dataset, pipeline, top_k=100)  # loads (or builds) the index into the pipeline's retrievers
-    legs = list(retrievers(pipeline).values())
+    dataset, legs = hybrid_legs()
     queries = list(dataset.queries.values())
     lists = list(zip(*(leg.run_batch(queries, 100) for leg in legs), strict=True))
     rows = []

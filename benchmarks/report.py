@@ -1,4 +1,4 @@
-"""What every benchmark script shares: where the data is, the command header, writing into docs."""
+"""What benchmark scripts share: where the data is, the command header, writing into docs, SciFact's hybrid legs."""
 
 from __future__ import annotations
 
@@ -8,6 +8,11 @@ import resource
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rag.eval.beir import BeirDataset
+    from rag.retrieve.base import Retriever
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
@@ -52,3 +57,17 @@ def write_section(name: str, text: str, heading: str, page: Path = PAGE) -> None
     else:
         content = content.rstrip() + f"\n\n## {heading}\n\n{block}\n"
     page.write_text(content, encoding="utf-8")
+
+
+def hybrid_legs(split: str = "test") -> tuple[BeirDataset, list[Retriever]]:
+    """SciFact (`split`'s queries) and `hybrid`'s two retrievers, BM25 and MiniLM dense, loaded with their
+    corpus index (built, or reused, by `rag eval`'s machinery)."""
+    from rag.core.serialization import load_pipeline
+    from rag.eval.beir import load_beir
+    from rag.eval.runner import evaluate
+    from rag.indexer import retrievers
+
+    dataset = load_beir(DATA / "scifact", split=split)
+    pipeline = load_pipeline("hybrid")
+    evaluate(dataset, pipeline, top_k=100)  # loads (or builds) the index into the pipeline's retrievers
+    return dataset, list(retrievers(pipeline).values())

@@ -18,13 +18,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-from report import DATA, REPO, command_line, header, markdown_table, write_section
+from report import REPO, command_line, header, hybrid_legs, markdown_table, write_section
 
-from rag.core.serialization import load_pipeline
-from rag.eval.beir import load_beir
-from rag.eval.runner import evaluate
 from rag.fuse.rrf import ReciprocalRankFusion
-from rag.indexer import retrievers
 from rag.rerank.cross_encoder import CrossEncoderReranker
 
 
@@ -36,10 +32,7 @@ def main() -> None:
     parser.add_argument("--model", default="~/.cache/rag/models/reranker-scifact")
     parser.add_argument("--out", default=str(REPO / "docs" / "reranking.md"))
     args = parser.parse_args()
-    dataset = load_beir(DATA / "scifact", split="test")
-    pipeline = load_pipeline("hybrid")
-    evaluate(dataset, pipeline, top_k=100)  # loads (or builds) the index into the pipeline's retrievers
-    legs = list(retrievers(pipeline).values())
+    dataset, legs = hybrid_legs()
     fusion = ReciprocalRankFusion(k=60, top_k=args.candidates)
     queries = list(dataset.queries.values())[: args.queries]
     candidates = [fusion.run(hits=[leg.run(q, 100)["hits"] for leg in legs])["hits"] for q in queries]
