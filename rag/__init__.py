@@ -32,6 +32,7 @@ _EXPORTS = {
     "Hit": "rag.core.types",
     "Answer": "rag.core.types",
     "Citation": "rag.core.types",
+    "Claim": "rag.core.types",
     "RagError": "rag.core.errors",
 }
 
@@ -40,6 +41,7 @@ __all__ = [
     "Answer",
     "Chunk",
     "Citation",
+    "Claim",
     "Component",
     "Document",
     "Hit",
@@ -61,7 +63,7 @@ if TYPE_CHECKING:
     from rag.core.errors import RagError
     from rag.core.pipeline import IndexingSettings, Pipeline
     from rag.core.serialization import dump_pipeline, load_pipeline, loads_pipeline
-    from rag.core.types import Answer, Chunk, Citation, Document, Hit
+    from rag.core.types import Answer, Chunk, Citation, Claim, Document, Hit
     from rag.indexer import IndexReport, index_folder
 
 

@@ -9,7 +9,7 @@ from collections.abc import Callable, Collection, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from rag.core.errors import GenerationCancelled, IndexNotFoundError, PipelineError
+from rag.core.errors import ConfigError, GenerationCancelled, IndexNotFoundError, PipelineError
 from rag.core.pipeline import Pipeline
 from rag.core.serialization import load_pipeline, pipeline_from_dict
 from rag.core.types import Answer, Hit
@@ -20,6 +20,8 @@ from rag.store.index_folder import IndexFolder
 __all__ = ["DEFAULT_PIPELINE", "RAG"]
 
 DEFAULT_PIPELINE = "default"
+_RECEIVERS = {"answer_mode": "prompt"}
+"""The component that takes a per-question input other than the generator's."""
 
 
 class RAG:
@@ -87,26 +89,48 @@ class RAG:
         top_k: int | None = None,
         decoding: Mapping[str, Any] | None = None,
         on_token: Callable[[str], None] | None = None,
+        answer_mode: str | None = None,
     ) -> Answer:
-        """An answer generated from the retrieved passages, with numbered citations.
+        """An answer from the retrieved passages, with citations, or an abstention when they do not answer it.
 
-        `decoding` overrides the generator's decoding options for this question (see
-        `rag.generate.decoding.DecodingConfig`); `on_token` is called with each piece of text as
-        it is generated.
+        `answer_mode` ("extractive", "grounded" or "generate"; None: the pipeline's) overrides the pipeline's
+        answer mode for this question (docs/answers.md). `decoding` overrides the generator's decoding options
+        (see `rag.generate.decoding.DecodingConfig`); `on_token` is called with each piece of text as it is
+        generated (an extractive answer comes as one piece).
         """
+        if not isinstance(question, str) or not question.strip():
+            raise ConfigError(f"the question is empty ({question!r}); ask a question in words")
         extra: dict[str, Any] = {}
+        if answer_mode is not None:
+            self.pipeline.answer_modes(answer_mode)
+            extra["answer_mode"] = answer_mode
         if decoding:
             extra["decoding"] = dict(decoding)
+        sent = False
         if on_token is not None:
-            extra["on_token"] = on_token
-        return self._run(question, top_k, "answer", extra)
+
+            def forward(piece: str) -> None:
+                nonlocal sent
+                sent = True
+                on_token(piece)
+
+            extra["on_token"] = forward
+        answer: Answer = self._run(question, top_k, "answer", extra)
+        if on_token is not None and not sent and answer.text:
+            on_token(answer.text)  # nothing was generated (extractive, abstained): the whole text at once
+        return answer
 
     def ask_stream(
-        self, question: str, top_k: int | None = None, decoding: Mapping[str, Any] | None = None
+        self,
+        question: str,
+        top_k: int | None = None,
+        decoding: Mapping[str, Any] | None = None,
+        answer_mode: str | None = None,
     ) -> Iterator[str | Answer]:
         """The answer's text pieces as they are generated, then the final `Answer` as the last item.
 
-        Generation runs in a worker thread; closing the iterator early stops it at the next piece.
+        Generation runs in a worker thread; closing the iterator early stops it at the next piece. A grounded
+        answer's final text can differ from the pieces: `Answer.retracted` lists the sentences taken back.
         """
         pieces: queue.Queue[tuple[str, Any]] = queue.Queue()
         stop = threading.Event()
@@ -118,7 +142,7 @@ class RAG:
 
         def work() -> None:
             try:
-                pieces.put(("answer", self.ask(question, top_k, decoding, on_token)))
+                pieces.put(("answer", self.ask(question, top_k, decoding, on_token, answer_mode)))
             except BaseException as exc:  # handed to the reading thread, which raises it
                 pieces.put(("error", exc))
 
@@ -144,9 +168,10 @@ class RAG:
             )
         for name in extra or {}:
             if name not in pipeline.inputs:
+                receiver = _RECEIVERS.get(name, "generator")
                 raise PipelineError(
                     f"pipeline '{pipeline.name}' takes no '{name}' input (inputs: {', '.join(pipeline.inputs)}); "
-                    f"connect it to the generator under 'inputs' in the pipeline file ({name}: [generator.{name}])"
+                    f"connect it under 'inputs' in the pipeline file ({name}: [{receiver}.{name}])"
                 )
         self._load()
         inputs: dict[str, object] = {"query": query, **(extra or {})}

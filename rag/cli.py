@@ -12,6 +12,7 @@ import sys
 from typing import Any
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from rag.cli_common import (
@@ -148,6 +149,12 @@ def query_cmd(
 @pipeline_option
 @allow_option
 @click.option("--passages", type=click.IntRange(min=1), default=None, help="Number of passages to retrieve.")
+@click.option(
+    "--answer-mode",
+    type=click.Choice(["extractive", "grounded", "generate"]),
+    default=None,
+    help="Quote the passages, write and check each sentence, or write freely [default: the pipeline's].",
+)
 @click.option("--strategy", type=click.Choice(["greedy", "sample", "beam", "best_of_n"]), default=None)
 @click.option("--temperature", type=float, default=None)
 @click.option("--top-k", type=int, default=None, help="Sample from the K most likely tokens (0: all).")
@@ -170,6 +177,7 @@ def ask_cmd(
     pipeline: str | None,
     allowed: tuple[str, ...],
     passages: int | None,
+    answer_mode: str | None,
     stream: bool,
     generator: str | None,
     model: str | None,
@@ -177,15 +185,17 @@ def ask_cmd(
     as_json: bool,
     **options: Any,
 ) -> None:
-    """Answer QUESTION from the index, citing the passages used.
+    """Answer QUESTION from the index, citing the passages used, or say that they do not answer it.
 
-    Decoding options override the pipeline's for this question; --generator runs the pipeline with
-    another backend (keeping its decoding options). See docs/generation.md.
+    --answer-mode picks how (docs/answers.md). Decoding options override the pipeline's for this question;
+    --generator runs the pipeline with another backend (keeping its decoding options). See docs/generation.md.
     """
     from rag.api import RAG
     from rag.core.types import Answer
     from rag.generate.select import replace_generator
 
+    if not question.strip():
+        raise click.BadParameter("the question is empty; ask a question in words", param_hint="QUESTION")
     with guard(as_json):
         rag = RAG(index_path(index, index_dir), pipeline, allowed)
         if generator is not None:
@@ -194,37 +204,70 @@ def ask_cmd(
             raise ConfigError("--model and --base-url choose the generator's backend; give --generator too")
         decoding = _decoding_overrides(**options)
         if stream and not as_json:
-            answer = None
-            for item in rag.ask_stream(question, top_k=passages, decoding=decoding):
+            answer, streamed = None, ""
+            for item in rag.ask_stream(question, top_k=passages, decoding=decoding, answer_mode=answer_mode):
                 if isinstance(item, Answer):
                     answer = item
                 else:
+                    streamed += item
                     out.print(item, end="", highlight=False, markup=False)
             assert answer is not None
-            streamed = True
+            out.print()
+            if streamed.strip() != answer.text.strip():  # the support check changed what was streamed
+                _print_retracted(answer)
         else:
-            answer = rag.ask(question, top_k=passages, decoding=decoding)
-            streamed = False
+            answer = rag.ask(question, top_k=passages, decoding=decoding, answer_mode=answer_mode)
+            out.print(answer.text, highlight=False, markup=False)
     if as_json:
         data = answer.to_dict()
-        keys = ("answer", "citations", "invalid_citations", "hits", "usage")
-        emit({key: data[key] for key in keys})
+        keys = ("answer", "mode", "abstained", "answerability", "citations", "claims", "retracted")
+        emit({key: data[key] for key in (*keys, "invalid_citations", "hits", "usage")})
         return
-    if not streamed or not answer.text:
-        out.print(answer.text, highlight=False, markup=False)
-    else:
-        out.print()
+    _print_sources(answer)
+
+
+def _print_retracted(answer: Any) -> None:
+    """After a stream: what the support check took back, and the answer as it stands now."""
+    for claim in answer.retracted:
+        out.print(f"[yellow]Retracted (no passage supports it):[/yellow] {escape(claim.text)}")
+    out.print("[bold]Answer:[/bold] " + escape(answer.text))
+
+
+_HOW = {"overlap": " (attributed by word overlap)", "support": " (found by the support check)"}
+
+
+def _print_sources(answer: Any) -> None:
     out.print()
+    if answer.abstained:
+        out.print(
+            "[bold]No answer:[/bold] the passages retrieved do not answer this question "
+            f"(answerability {answer.answerability:.2f}, under the calibrated threshold)."
+            if answer.answerability is not None
+            else "[bold]No answer:[/bold] nothing relevant was retrieved."
+        )
+        return
     cited = answer.citations or []
     label = "Sources" if cited else "Passages given to the model (the answer cites none)"
     if answer.hits:
         out.print(f"[bold]{label}:[/bold]")
-    numbered = [(c.n, c.hit, c.by) for c in cited] or [(n, h, "") for n, h in enumerate(answer.hits, start=1)]
-    for n, hit, by in numbered:
-        pages = hit.chunk.metadata.get("pages")
-        where = f" p. {', '.join(map(str, pages))}" if pages else ""
-        how = " (attributed by word overlap)" if by == "overlap" else ""
-        out.print(f"  [{n}] {hit.chunk.path}{where}{how}", highlight=False, markup=False)
+    if not cited:
+        for n, hit in enumerate(answer.hits, start=1):
+            out.print(f"  [{n}] {hit.chunk.path}", highlight=False, markup=False)
+        return
+    for citation in cited:
+        hit = citation.hit
+        if citation.start is not None:
+            page = f" p. {citation.page}" if citation.page else ""
+            where = f" chars {citation.start}-{citation.end}{page}"
+        else:
+            pages = hit.chunk.metadata.get("pages")
+            where = f" p. {', '.join(map(str, pages))}" if pages else ""
+        how = {"overlap": " (attributed by word overlap)", "support": " (found by the support check)"}.get(
+            citation.by, ""
+        )
+        out.print(f"  [{citation.n}] {hit.chunk.path}{where}{how}", highlight=False, markup=False)
+        if citation.quote and citation.by != "quote":
+            out.print(f'      "{" ".join(citation.quote.split())}"', highlight=False, markup=False)
 
 
 def _decoding_overrides(
@@ -593,7 +636,8 @@ def pipeline_show(name: str) -> None:
 
 
 from rag.distributed.shard_cli import shard_group  # noqa: E402  (command modules import rag.cli_common, not this)
-from rag.eval.answers_cli import eval_answers_cmd  # noqa: E402
+from rag.eval.answers_cli import calibrate_answers_cmd, eval_answers_cmd  # noqa: E402
 
 main.add_command(eval_answers_cmd)
+main.add_command(calibrate_answers_cmd)
 main.add_command(shard_group)

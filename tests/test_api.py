@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from rag import RAG
+from rag.answer.builder import AnswerBuilder
 from rag.core.errors import PipelineError
 from rag.core.pipeline import IndexingSettings, Pipeline
 from rag.core.types import Answer
-from rag.generate.answer import AnswerBuilder
 from rag.generate.prompt import PromptBuilder
 from rag.ingest.chunkers.recursive import RecursiveChunker
 from tests.fakes import EchoGenerator, HashRetriever

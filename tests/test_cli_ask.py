@@ -39,7 +39,9 @@ def test_decoding_flags_reach_the_generator(indexed: list[str]) -> None:
     assert code == 0, err
     data = json.loads(out)
     assert data["usage"]["completion_tokens"] == 3 and len(data["hits"]) == 1
-    assert {"answer", "citations", "invalid_citations", "hits", "usage"} == set(data)
+    keys = ("answer", "mode", "abstained", "answerability", "citations", "claims", "retracted")
+    assert {*keys, "invalid_citations", "hits", "usage"} == set(data)
+    assert data["mode"] == "generate" and data["abstained"] is False
 
 
 def test_stream_prints_the_answer_as_it_comes(indexed: list[str]) -> None:
@@ -71,6 +73,16 @@ def test_bad_decoding_values_are_one_line_errors(indexed: list[str], tmp_path: P
     assert code == 1 and "top_p" in err and err.count("\n") == 1
 
 
+def test_empty_questions_and_modes_the_pipeline_lacks_are_one_line_errors(indexed: list[str]) -> None:
+    for question in ("", "   "):
+        code, _, err = ask(question, *indexed)
+        assert code == 2 and "the question is empty" in err
+    code, _, err = ask("x", *indexed, "--answer-mode", "extractive")
+    assert code == 1 and "takes no 'answer_mode' input" in err and "[prompt.answer_mode]" in err
+    code, _, err = ask("x", *indexed, "--answer-mode", "creative")
+    assert code == 2 and "extractive" in err
+
+
 def test_model_without_generator_is_refused(indexed: list[str]) -> None:
     code, _, err = ask("x", *indexed, "--model", "some/model")
     assert code == 1 and "give --generator too" in err
@@ -86,3 +98,13 @@ def test_replace_generator_keeps_decoding_and_checks_backends() -> None:
         replace_generator(pipeline, "transformers", base_url="http://x")
     with pytest.raises(ConfigError, match="needs a model name"):
         replace_generator(pipeline, "transformers")
+
+
+def test_replace_generator_on_the_default_pipeline_drops_what_the_backend_cannot_take() -> None:
+    from rag.core.serialization import load_pipeline
+
+    default = load_pipeline("default")
+    assert any(str(c) == "prompt.citations -> generator.citations" for c in default.connections)
+    swapped = replace_generator(default, "openai", base_url="http://127.0.0.1:9/v1")
+    assert not any(c.receiver == "generator" and c.input == "citations" for c in swapped.connections)
+    assert swapped.answer_modes() == ("extractive", "generate")

@@ -43,14 +43,35 @@ def test_hybrid_retrieval_finds_the_right_document(indexed: tuple[Path, Path]) -
     assert hits[0].chunk.path == "volcano.txt"
 
 
-def test_ask_answers_from_the_passages_with_citations(indexed: tuple[Path, Path]) -> None:
-    _, index = indexed
+def test_ask_quotes_the_passage_and_cites_its_span(indexed: tuple[Path, Path]) -> None:
+    folder, index = indexed
     answer = RAG(index).ask("Why does bread dough rise?", top_k=3)
-    assert answer.text.strip()
-    assert answer.hits and answer.hits[0].chunk.path == "bread.md"
-    assert answer.usage["completion_tokens"] > 0 and answer.usage["prompt_tokens"] > 50
-    assert all(c.hit is answer.hits[c.n - 1] and c.n > 0 for c in answer.citations)
-    assert any(word in answer.text.lower() for word in ("yeast", "carbon", "gas", "ferment"))
+    assert answer.mode == "extractive" and not answer.abstained
+    assert answer.text == "Bread dough rises because yeast ferments sugars and releases carbon dioxide gas [1]."
+    assert answer.usage.get("completion_tokens", 0) == 0  # nothing generated
+    [citation] = answer.citations
+    assert citation.hit is answer.hits[citation.n - 1] and citation.hit.chunk.path == "bread.md"
+    document = (folder / "bread.md").read_text()
+    assert document[citation.start : citation.end] == answer.text.replace(" [1].", ".")
+
+
+def test_ask_abstains_when_the_documents_do_not_answer(indexed: tuple[Path, Path]) -> None:
+    _, index = indexed
+    answer = RAG(index).ask("Who painted the Mona Lisa?", top_k=3)
+    assert answer.abstained and answer.citations == [] and answer.text.startswith("I don't know")
+    assert answer.answerability is not None and answer.answerability < 0.4
+
+
+def test_generate_and_grounded_modes_run_smollm2(indexed: tuple[Path, Path]) -> None:
+    _, index = indexed
+    rag = RAG(index)
+    generated = rag.ask("Why does bread dough rise?", top_k=3, answer_mode="generate", decoding={"max_tokens": 24})
+    assert generated.mode == "generate" and generated.usage["completion_tokens"] > 0
+    assert all(c.hit is generated.hits[c.n - 1] for c in generated.citations)
+    grounded = rag.ask("Why does bread dough rise?", top_k=3, answer_mode="grounded", decoding={"max_tokens": 24})
+    assert grounded.mode in ("grounded", "extractive") and grounded.usage["completion_tokens"] > 0
+    assert all(claim.supported for claim in grounded.claims)  # what is left was checked
+    assert all(c.claim is not None and c.start is not None for c in grounded.citations)
 
 
 def test_cli_ask_json(indexed: tuple[Path, Path]) -> None:
@@ -73,7 +94,19 @@ def test_cli_ask_json(indexed: tuple[Path, Path]) -> None:
     data = json.loads(result.stdout)
     assert set(data) >= {"answer", "citations", "hits"}
     assert data["hits"][0]["source"]["path"] == "otters.md"
-    assert all(set(c) == {"n", "id", "source"} for c in data["citations"])
+    assert all(set(c) >= {"n", "id", "source", "claim", "span"} for c in data["citations"])
+    assert data["mode"] == "extractive" and data["abstained"] is False
+
+
+def test_cli_says_when_the_documents_do_not_answer(indexed: tuple[Path, Path]) -> None:
+    _, index = indexed
+    args = ["ask", "Who painted the Mona Lisa?", "--index", index.name, "--index-dir", str(index.parent)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.startswith("I don't know")
+    assert "No answer: the passages retrieved do not answer" in result.stdout
+    data = json.loads(CliRunner().invoke(main, [*args, "--json"]).stdout)
+    assert data["abstained"] is True and data["citations"] == []
 
 
 def test_incremental_update_with_real_models(indexed: tuple[Path, Path], tmp_path: Path) -> None:

@@ -48,6 +48,10 @@ class Component:
     id_space: str | None = None
     """Where the ids of the hits this component makes come from ("chunks": the index's chunk store). None
     for components that pass on the hits they receive (fusion, rerankers): theirs are their senders'."""
+    answer_modes: ClassVar[tuple[str, ...] | None] = None
+    """The answer modes this component can take part in ("extractive", "grounded", "generate"; None: any).
+    A generator that cannot enforce grounded generation leaves "grounded" out, so a pipeline asking for it
+    is refused when it is built."""
     _settings: dict[str, Any]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:

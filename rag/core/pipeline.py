@@ -94,6 +94,7 @@ class Pipeline:
         self.inputs = self._check_inputs(inputs)
         self._order = self._check_cycles()
         self._check_id_spaces()
+        self._check_answer_modes()
         self._warm: set[str] = set()
 
     # ----------------------------------------------------------------- validation
@@ -235,6 +236,35 @@ class Pipeline:
                     f"input '{receiver}.{socket}' fuses hits whose ids come from different places: {named}; "
                     "ids of different id spaces never match, so fuse only retrievers over the same chunk store"
                 )
+
+    def answer_modes(self, mode: str | None = None) -> tuple[str, ...]:
+        """The answer modes every component of this pipeline can serve (`Component.answer_modes`; () when no
+        component decides one); with `mode`, that mode, or a PipelineError naming the component that cannot."""
+        deciders = [c for c in self.components.values() if isinstance(getattr(c, "answer_mode", None), str)]
+        if not deciders:
+            if mode is not None:
+                raise PipelineError(
+                    f"pipeline '{self.name}' has no answer modes: no component decides one (a PromptBuilder)"
+                )
+            return ()
+        served = list(type(deciders[0]).answer_modes or ())
+        for name, component in self.components.items():
+            modes = type(component).answer_modes
+            if modes is None:
+                continue
+            if mode is not None and mode not in modes:
+                raise PipelineError(
+                    f"answer mode '{mode}' cannot be served by component '{name}' ({type(component).__name__}); "
+                    f"it serves {', '.join(modes)}"
+                )
+            served = [m for m in served if m in modes]
+        return tuple(served)
+
+    def _check_answer_modes(self) -> None:
+        for component in self.components.values():
+            mode = getattr(component, "answer_mode", None)
+            if isinstance(mode, str):
+                self.answer_modes(mode)
 
     # ----------------------------------------------------------------- running
     def needed_for(self, outputs: Collection[str] | None = None) -> list[str]:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-__all__ = ["Answer", "Chunk", "ChunkLookup", "Citation", "Document", "Hit"]
+__all__ = ["Answer", "Chunk", "ChunkLookup", "Citation", "Claim", "Document", "Hit"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,22 +66,74 @@ class Hit:
 class Citation:
     """Passage `[n]` of the prompt, cited by the answer.
 
-    `by` says how: "marker" (the answer contains `[n]`) or "overlap" (the answer has no valid
-    marker and most of its content words come from this passage).
+    `by` says how the citation was made: "marker" (the answer contains `[n]`), "overlap" (the answer has no
+    valid marker and most of its content words come from this passage), "quote" (the answer sentence is a
+    quote of this passage: extractive answers) or "support" (a grounded answer's sentence, checked against
+    this passage). `claim` is the index in `Answer.claims` of the answer sentence it supports (None when the
+    answer was not split into sentences); `start` and `end` are the character offsets in the source document
+    of the span it rests on, and `page` that span's page (1-based; paged formats only).
     """
 
     n: int
     hit: Hit
     by: str = "marker"
+    claim: int | None = None
+    start: int | None = None
+    end: int | None = None
+    page: int | None = None
+
+    @property
+    def quote(self) -> str | None:
+        """The cited span's text (None when the citation names the whole passage)."""
+        if self.start is None or self.end is None:
+            return None
+        chunk = self.hit.chunk
+        return chunk.text[self.start - chunk.start : self.end - chunk.start]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"n": self.n, "id": self.hit.id, "source": self.hit.to_dict()["source"], "by": self.by}
+        data = {"n": self.n, "id": self.hit.id, "source": self.hit.to_dict()["source"], "by": self.by}
+        data["claim"] = self.claim
+        data["span"] = None if self.start is None else {"start": self.start, "end": self.end, "page": self.page}
+        if data["span"] is not None:
+            data["span"]["text"] = self.quote
+        return data
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """One sentence of an answer: its text, where it is in `Answer.text`, and whether its citations support it.
+
+    `supported` is None when nothing checked it (answer mode "generate"); `support` is the checker's score in
+    [0, 1]. `passages` are the numbers `[n]` of the passages it rests on.
+    """
+
+    text: str
+    start: int
+    end: int
+    passages: tuple[int, ...] = ()
+    supported: bool | None = None
+    support: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "text": self.text,
+            "start": self.start,
+            "end": self.end,
+            "passages": list(self.passages),
+            "supported": self.supported,
+            "support": None if self.support is None else round(float(self.support), 4),
+        }
 
 
 @dataclass(frozen=True, slots=True)
 class Answer:
-    """A generated answer with the passages it cites, the hits it was given, and token usage.
+    """An answer with the passages it cites, the hits it was given, and token usage.
 
+    `mode` is the answer mode that produced it ("extractive", "grounded" or "generate"). `abstained` is True
+    when the passages do not answer the question: `text` then says so and there are no citations.
+    `answerability` is the calibrated probability that the passages answer the question (None when not
+    estimated). `claims` are the answer's sentences as kept; `retracted` the sentences the support check
+    removed (a grounded answer streams text before it is checked: these are the pieces taken back).
     `invalid_citations` lists the numbers the text cites as `[n]` that refer to no passage.
     """
 
@@ -90,11 +142,21 @@ class Answer:
     hits: list[Hit]
     usage: dict[str, int] = field(default_factory=dict)
     invalid_citations: list[int] = field(default_factory=list)
+    mode: str = "generate"
+    abstained: bool = False
+    answerability: float | None = None
+    claims: list[Claim] = field(default_factory=list)
+    retracted: list[Claim] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "answer": self.text,
+            "mode": self.mode,
+            "abstained": self.abstained,
+            "answerability": None if self.answerability is None else round(float(self.answerability), 4),
             "citations": [c.to_dict() for c in self.citations],
+            "claims": [c.to_dict() for c in self.claims],
+            "retracted": [c.to_dict() for c in self.retracted],
             "hits": [h.to_dict() for h in self.hits],
             "usage": dict(self.usage),
             "invalid_citations": list(self.invalid_citations),

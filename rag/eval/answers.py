@@ -186,6 +186,7 @@ class AnswerReport:
 
     dataset: str
     pipeline: str
+    answer_mode: str | None
     questions: int
     retrieval_hit_rate: float
     decision_accuracy: float
@@ -212,7 +213,9 @@ class AnswerReport:
         return {
             "dataset": self.dataset,
             "pipeline": self.pipeline,
+            "answer_mode": self.answer_mode,
             "questions": self.questions,
+            "abstained": rounded(_mean([r["abstained"] for r in self.per_question])),
             "retrieval_hit_rate": rounded(self.retrieval_hit_rate),
             "decision_accuracy": rounded(self.decision_accuracy),
             "undecided": rounded(self.undecided),
@@ -236,12 +239,13 @@ def evaluate_answers(
     chunking: str = "document",
     index_root: str | os.PathLike[str] | None = None,
     use_cache: bool = True,
+    answer_mode: str | None = None,
     progress: Progress | None = None,
 ) -> AnswerReport:
     """Answer the first `limit` questions (None: all) of the PubMedQA folder with `pipeline` and score the answers.
 
     `judge` scores faithfulness (None: not measured; `default_judge()` is what the CLI uses). `chunking`,
-    `index_root` and `use_cache` are as in `rag.eval.runner.evaluate`.
+    `index_root` and `use_cache` are as in `rag.eval.runner.evaluate`; `answer_mode` overrides the pipeline's.
     """
     if "answer" not in pipeline.outputs:
         raise PipelineError(
@@ -254,6 +258,10 @@ def evaluate_answers(
         raise ConfigError(f"chunking must be one of {', '.join(CHUNKINGS)}, got {chunking!r}")
     if limit is not None and limit < 1:
         raise ConfigError(f"limit must be None or at least 1, got {limit}")
+    inputs: dict[str, Any] = {}
+    if answer_mode is not None:
+        pipeline.answer_modes(answer_mode)
+        inputs["answer_mode"] = answer_mode
     data = load_pubmedqa(dataset_dir)
     items = data.items[:limit]
     index_info = load_corpus_index(data.as_beir(), pipeline, chunking, index_root, use_cache, progress)
@@ -265,7 +273,7 @@ def evaluate_answers(
     started = time.perf_counter()
     records = []
     for done, item in enumerate(items, start=1):
-        answer: Answer = pipeline.run({"query": item.question}, outputs=["answer"])["answer"]
+        answer: Answer = pipeline.run({"query": item.question, **inputs}, outputs=["answer"])["answer"]
         unrelated = data.corpus[order[position[item.id] - 1]]  # the abstract before this one (wraps around)
         records.append(_score(item, answer, judge, unrelated))
         if progress:
@@ -274,6 +282,7 @@ def evaluate_answers(
     return AnswerReport(
         dataset=data.name,
         pipeline=pipeline.name or "pipeline",
+        answer_mode=answer_mode,
         questions=len(records),
         retrieval_hit_rate=_mean([r["hit"] for r in records]) or 0.0,
         decision_accuracy=_mean([r["decision"] == r["gold"] for r in records]) or 0.0,
@@ -302,6 +311,7 @@ def _score(item: QAItem, answer: Answer, judge: Reranker | None, unrelated: str)
     return {
         "id": item.id,
         "answer": answer.text,
+        "abstained": answer.abstained,
         "gold": item.decision,
         "decision": answer_decision(text),
         "hit": any(hit.chunk.path == item.id for hit in answer.hits),

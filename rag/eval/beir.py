@@ -21,7 +21,7 @@ from typing import Any
 
 from rag.core.errors import InputPathError
 
-__all__ = ["BeirDataset", "load_beir"]
+__all__ = ["BeirDataset", "jsonl_rows", "load_beir"]
 
 
 @dataclass(frozen=True)
@@ -64,10 +64,12 @@ def load_beir(folder: str | Path, split: str = "test") -> BeirDataset:
         raise InputPathError(f"{qrels_file} is missing; splits in this folder: {', '.join(found) or 'none'}")
     digest = hashlib.sha256()
     corpus: dict[str, tuple[str, str]] = {}
-    for line_no, row in _jsonl(corpus_file, digest):
+    for line_no, row in jsonl_rows(corpus_file, digest):
         doc_id = _field(row, "_id", corpus_file, line_no)
         corpus[doc_id] = (str(row.get("title") or ""), str(row.get("text") or ""))
-    all_queries = {_field(row, "_id", queries_file, n): str(row.get("text") or "") for n, row in _jsonl(queries_file)}
+    all_queries = {
+        _field(row, "_id", queries_file, n): str(row.get("text") or "") for n, row in jsonl_rows(queries_file)
+    }
     qrels = _qrels(qrels_file)
     missing = [qid for qid in qrels if qid not in all_queries]
     if missing:
@@ -76,7 +78,7 @@ def load_beir(folder: str | Path, split: str = "test") -> BeirDataset:
     return BeirDataset(root.resolve().name, split, corpus, queries, qrels, digest.hexdigest())
 
 
-def _jsonl(path: Path, digest: Any = None) -> Iterator[tuple[int, dict[str, Any]]]:
+def jsonl_rows(path: Path, digest: Any = None) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, object) per non-empty line; `digest` (a hashlib object) sees every byte."""
     with open(path, "rb") as fh:
         for line_no, line in enumerate(fh, start=1):

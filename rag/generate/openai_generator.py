@@ -96,6 +96,8 @@ class OpenAIGenerator(Component):
     (vLLM's server does not return beam scores); it is empty for one greedy or sampled reply.
     """
 
+    answer_modes: ClassVar[tuple[str, ...]] = ("extractive", "generate")
+    """Grounded mode needs citation markers enforced while tokens are chosen, which this backend does not do."""
     outputs: ClassVar[dict[str, Any]] = {
         "reply": str,
         "replies": list[str],

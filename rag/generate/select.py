@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
+from rag.core.component import input_sockets
 from rag.core.errors import ConfigError, PipelineError
 from rag.core.pipeline import Pipeline
+from rag.core.registry import resolve_type
 from rag.core.serialization import pipeline_from_dict
 
 __all__ = ["GENERATOR_TYPES", "replace_generator"]
@@ -51,4 +53,11 @@ def replace_generator(
     if base_url is not None:
         init["base_url"] = base_url
     data["components"][names[0]] = {"type": GENERATOR_TYPES[backend], "init": init}
+    # an input the new backend does not take (the citation constraint of transformers) is left unconnected
+    takes = input_sockets(resolve_type(GENERATOR_TYPES[backend]))
+    data["connections"] = [
+        c
+        for c in data["connections"]
+        if c["receiver"].partition(".")[0] != names[0] or c["receiver"].partition(".")[2] in takes
+    ]
     return pipeline_from_dict(data, allowed, f"pipeline '{pipeline.name}' with the {backend} generator")

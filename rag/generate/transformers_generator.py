@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 from rag.core.component import Component
 from rag.core.errors import ConfigError, MissingDependencyError, ModelLoadError
 from rag.devices import TORCH_DEVICES, torch_device
+from rag.generate.citation_constraint import CitationMarkers
 from rag.generate.decoding import DecodingConfig, registered_scorer
 from rag.generate.prompt import passages_in
 from rag.generate.transformers_decoding import PieceStream, check_transformers, generation_kwargs, trim_at_stop
@@ -49,8 +50,11 @@ class TransformersGenerator(Component):
     or best-of-N candidate (score: mean token log-probability, or the registered scorer's), best first, and
     for n > 1 samples (mean token log-probability, in sampling order); empty for one greedy or sampled reply.
     An empty message list means there is nothing to answer from: the reply is empty and no model runs.
+    The `citations` input (from `PromptBuilder` in answer mode "grounded": the number of passages shown) makes
+    citation markers name only those passages (`rag.generate.citation_constraint`).
     """
 
+    answer_modes: ClassVar[tuple[str, ...]] = ("extractive", "grounded", "generate")
     outputs: ClassVar[dict[str, Any]] = {"reply": str, "usage": dict[str, int], "candidates": list[dict[str, Any]]}
 
     def __init__(
@@ -96,17 +100,19 @@ class TransformersGenerator(Component):
         messages: list[dict[str, str]],
         decoding: dict[str, Any] | None = None,
         on_token: Callable[[str], None] | None = None,
+        citations: int | None = None,
     ) -> dict[str, Any]:
         """Reply to chat `messages`; `decoding` overrides options for this request only.
 
         `on_token` receives the reply's text as it is generated (greedy and sample with n = 1), or the whole
         chosen reply once (beam, best-of-N, n samples); its pieces join to the reply before stripping.
+        `citations`: citation markers may name only passages 1..citations (None: markers are not constrained).
         """
         config = self._config(decoding)
         if not messages:
             return {"reply": "", "usage": {"prompt_tokens": 0, "completion_tokens": 0}, "candidates": []}
         _check_messages(messages)
-        return self._generate(messages, config, on_token)
+        return self._generate(messages, config, on_token, citations)
 
     def generate_batch(
         self, batch: list[list[dict[str, str]]], decoding: dict[str, Any] | None = None
@@ -199,7 +205,11 @@ class TransformersGenerator(Component):
         return self._drafts[name]
 
     def _generate(
-        self, messages: list[dict[str, str]], config: DecodingConfig, on_token: Callable[[str], None] | None
+        self,
+        messages: list[dict[str, str]],
+        config: DecodingConfig,
+        on_token: Callable[[str], None] | None,
+        citations: int | None = None,
     ) -> dict[str, Any]:
         self.warm_up()
         import torch
@@ -226,6 +236,8 @@ class TransformersGenerator(Component):
             if width > 1:
                 cache.batch_repeat_interleave(width)
             extra["past_key_values"] = cache
+        if citations is not None:
+            extra["logits_processor"] = _citation_markers(tokenizer, [citations], prompt_tokens)
         pieces = PieceStream(on_token, config.stop) if on_token is not None else None
         if pieces is not None and kwargs["num_beams"] == 1 and kwargs["num_return_sequences"] == 1:
             extra["streamer"] = _Streamer(tokenizer, pieces)
@@ -358,6 +370,12 @@ class TransformersGenerator(Component):
             while len(self._prefixes) > MAX_CACHED_PREFIXES:
                 self._prefixes.popitem(last=False)
             return copy.deepcopy(cache)
+
+
+def _citation_markers(tokenizer: Any, counts: list[int], prompt_length: int) -> Any:
+    from transformers import LogitsProcessorList
+
+    return LogitsProcessorList([CitationMarkers(tokenizer, counts, prompt_length)])
 
 
 def load_causal_lm(name: str, dtype: str, device: str, owner: str) -> tuple[Any, Any]:

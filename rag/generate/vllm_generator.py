@@ -77,6 +77,8 @@ class VLLMGenerator(Component):
     waiting for each other.
     """
 
+    answer_modes: ClassVar[tuple[str, ...]] = ("extractive", "generate")
+    """Grounded mode needs citation markers enforced while tokens are chosen, which this backend does not do."""
     outputs: ClassVar[dict[str, Any]] = {"reply": str, "usage": dict[str, int], "candidates": list[dict[str, Any]]}
 
     def __init__(

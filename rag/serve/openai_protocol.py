@@ -49,6 +49,9 @@ class GenerationRequest(BaseModel):
     seed: int | None = Field(None, ge=0)
     presence_penalty: float | None = Field(None, ge=-2, le=2)
     frequency_penalty: float | None = Field(None, ge=-2, le=2)
+    answer_mode: Literal["extractive", "grounded", "generate"] | None = Field(
+        None, description="rag's answer mode (extra body field); left out: the pipeline's (docs/answers.md)."
+    )
 
 
 class ChatCompletionRequest(GenerationRequest):

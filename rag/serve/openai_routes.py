@@ -1,7 +1,8 @@
 """OpenAI-compatible endpoints: `/v1/chat/completions`, `/v1/completions`, `/v1/embeddings`, `/v1/models`.
 
 `model` names one of the pipelines configured at start-up. The answer's citations travel as an
-extra `citations` field of the completion (and of the last streamed chunk), in the native shape.
+extra `citations` field of the completion (and of the last streamed chunk), in the native shape, with
+`abstained`, `answerability`, `claims` and `retracted`; requests may set rag's `answer_mode` (an extra field).
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ def openai_router(service: RagService, metrics: Metrics) -> APIRouter:
         if "decoding" in served.pipeline.inputs:
             base = generator_decoding(served.pipeline)
             decoding = openai_decoding(body, base, max_tokens, settings.max_tokens)
-        call = functools.partial(service.ask, served, question, None, decoding)
+        call = functools.partial(service.ask, served, question, None, decoding, answer_mode=body.answer_mode)
         header = {"id": f"{'chatcmpl' if kind == 'chat' else 'cmpl'}-{uuid.uuid4().hex}", "created": int(time.time())}
         header["model"] = served.name
         if body.stream:
@@ -76,7 +77,7 @@ def openai_router(service: RagService, metrics: Metrics) -> APIRouter:
         choice |= {"finish_reason": _finish_reason(answer, max_tokens), "logprobs": None}
         obj = "chat.completion" if kind == "chat" else "text_completion"
         body_out = header | {"object": obj, "choices": [choice], "usage": _usage(answer)}
-        return JSONResponse(body_out | {"citations": [c.to_dict() for c in answer.citations]})
+        return JSONResponse(body_out | _grounding(answer))
 
     @router.post("/chat/completions", summary="OpenAI chat completions, answered from the index")
     async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
@@ -123,6 +124,13 @@ def openai_router(service: RagService, metrics: Metrics) -> APIRouter:
     return router
 
 
+def _grounding(answer: Answer) -> dict[str, Any]:
+    """The extra fields of a completion (and of the last streamed chunk): citations, abstention, claims and the
+    sentences the support check retracted from what was streamed."""
+    data = answer.to_dict()
+    return {key: data[key] for key in ("citations", "abstained", "answerability", "claims", "retracted")}
+
+
 def _usage(answer: Answer) -> dict[str, int]:
     prompt, completion = answer.usage.get("prompt_tokens", 0), answer.usage.get("completion_tokens", 0)
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
@@ -167,7 +175,7 @@ async def _chunks(
         finished = True
         metrics.answered(served.name, item)
         last = chunk(None, _finish_reason(item, max_tokens))
-        yield sse_event(last | {"citations": [c.to_dict() for c in item.citations]})
+        yield sse_event(last | _grounding(item))
         if include_usage:
             yield sse_event(header | {"object": obj, "choices": [], "usage": _usage(item)})
     except RagError as exc:

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import typing
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
 
 from rag.core.errors import ConfigError
 from rag.core.pipeline import Pipeline
@@ -23,6 +23,7 @@ from rag.serve.errors import ApiError
 from rag.serve.settings import ServerSettings
 
 __all__ = [
+    "ANSWER_FIELDS",
     "AnswerResponse",
     "CitationModel",
     "HitModel",
@@ -55,11 +56,32 @@ class HitModel(BaseModel):
     source: Source
 
 
+class SpanModel(BaseModel):
+    start: int = Field(description="Character offset in the source document where the cited span begins.")
+    end: int = Field(description="Character offset where it ends.")
+    page: int | None = Field(description="The span's page (paged formats), else null.")
+    text: str | None = Field(description="The span's text.")
+
+
 class CitationModel(BaseModel):
     n: int = Field(description="The passage number [n] as it appears in the answer (hits[n - 1]).")
     id: str
     source: Source
-    by: str = Field(description='"marker": the answer contains [n]; "overlap": attributed by shared words.')
+    by: str = Field(
+        description='"quote": the sentence is quoted from the span; "marker": the answer writes [n]; "support": '
+        'the support check found the span; "overlap": attributed by shared words.'
+    )
+    claim: int | None = Field(description="Index in `claims` of the answer sentence this citation supports.")
+    span: SpanModel | None = Field(description="The span of the source document the claim rests on.")
+
+
+class ClaimModel(BaseModel):
+    text: str = Field(description="One sentence of the answer (or, in `retracted`, one taken back).")
+    start: int
+    end: int
+    passages: list[int] = Field(description="The passage numbers it cites.")
+    supported: bool | None = Field(description="Whether the support check found it supported; null: not checked.")
+    support: float | None
 
 
 class QueryResponse(BaseModel):
@@ -68,7 +90,12 @@ class QueryResponse(BaseModel):
 
 class AnswerResponse(BaseModel):
     answer: str
+    mode: str = Field(description="The answer mode that produced the answer: extractive, grounded or generate.")
+    abstained: bool = Field(description="True when the passages do not answer the question (no citations then).")
+    answerability: float | None = Field(description="Calibrated probability that the passages answer it.")
     citations: list[CitationModel]
+    claims: list[ClaimModel]
+    retracted: list[ClaimModel] = Field(description="Sentences the support check removed from a grounded answer.")
     hits: list[HitModel]
     usage: dict[str, int]
 
@@ -88,9 +115,12 @@ def hits_body(hits: list[Hit]) -> dict[str, Any]:
     return {"hits": [h.to_dict() for h in hits]}
 
 
+ANSWER_FIELDS = ("answer", "mode", "abstained", "answerability", "citations", "claims", "retracted", "hits", "usage")
+
+
 def answer_body(answer: Answer) -> dict[str, Any]:
     data = answer.to_dict()
-    return {k: data[k] for k in ("answer", "citations", "hits", "usage")}
+    return {k: data[k] for k in ANSWER_FIELDS}
 
 
 def generator_decoding(pipeline: Pipeline) -> dict[str, Any]:
@@ -106,9 +136,8 @@ def generator_decoding(pipeline: Pipeline) -> dict[str, Any]:
 def request_models(pipeline: Pipeline, settings: ServerSettings) -> RequestModels:
     """Build the request models for `pipeline` under the server's limits."""
     top_k = "top_k" in pipeline.inputs
-    query_fields: dict[str, Any] = {
-        "query": (str, Field(min_length=1, max_length=settings.max_query_chars, description="The search text.")),
-    }
+    text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=settings.max_query_chars)]
+    query_fields: dict[str, Any] = {"query": (text, Field(description="The search text (not empty)."))}
     if top_k:
         query_fields["top_k"] = _top_k_field(pipeline, settings, "hits")
     strict = ConfigDict(extra="forbid", allow_inf_nan=False)
@@ -116,7 +145,7 @@ def request_models(pipeline: Pipeline, settings: ServerSettings) -> RequestModel
     if "answer" not in pipeline.outputs:
         return RequestModels(query, None, top_k, (), {})
     answer_fields: dict[str, Any] = {
-        "question": (str, Field(min_length=1, max_length=settings.max_query_chars, description="The question.")),
+        "question": (text, Field(description="The question (not empty).")),
         "stream": (
             bool,
             Field(False, description="Send the answer as Server-Sent Events: `token` events, then `answer`."),
@@ -124,6 +153,11 @@ def request_models(pipeline: Pipeline, settings: ServerSettings) -> RequestModel
     }
     if top_k:
         answer_fields["top_k"] = _top_k_field(pipeline, settings, "passages retrieved")
+    if "answer_mode" in pipeline.inputs and (modes := pipeline.answer_modes()):
+        answer_fields["answer_mode"] = (
+            Literal[modes] | None,  # type: ignore[valid-type]
+            Field(None, description="extractive, grounded or generate; left out: the pipeline's (docs/answers.md)."),
+        )
     decoding: list[str] = []
     if "decoding" in pipeline.inputs:
         for name, field in _decoding_fields(settings).items():

@@ -91,7 +91,8 @@ def native_router(service: RagService, models: RequestModels, metrics: Metrics) 
         )
         async def answer(body: AnswerRequest, request: Request) -> Response:  # type: ignore[valid-type]
             decoding = decoding_overrides(body, models)
-            call = functools.partial(service.ask, served, body.question, getattr(body, "top_k", None), decoding)
+            top_k, mode = getattr(body, "top_k", None), getattr(body, "answer_mode", None)
+            call = functools.partial(service.ask, served, body.question, top_k, decoding, answer_mode=mode)
             if body.stream:
                 first, stream = await start_stream(call)
                 return StreamingResponse(
@@ -107,7 +108,8 @@ def native_router(service: RagService, models: RequestModels, metrics: Metrics) 
 async def _answer_events(
     first: str | Answer, stream: AsyncIterator[str | Answer], served: ServedPipeline, metrics: Metrics
 ) -> AsyncIterator[str]:
-    """`token` events ({"text"}), then one `answer` event (as /v1/answer's JSON), or one `error` event."""
+    """`token` events ({"text"}), then a `retract` event ({"text", "start", "end"}) for each streamed sentence the
+    support check took back, then one `answer` event (as /v1/answer's JSON); or one `error` event."""
     item = first
     finished = False
     try:
@@ -115,6 +117,8 @@ async def _answer_events(
             if isinstance(item, Answer):
                 metrics.answered(served.name, item)
                 finished = True
+                for claim in item.retracted:
+                    yield sse_event({"text": claim.text, "start": claim.start, "end": claim.end}, "retract")
                 yield sse_event(answer_body(item), "answer")
                 return
             yield sse_event({"text": item}, "token")

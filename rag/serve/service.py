@@ -222,6 +222,7 @@ class RagService:
         top_k: int | None,
         decoding: Mapping[str, Any] | None,
         on_token: Callable[[str], None] | None = None,
+        answer_mode: str | None = None,
     ) -> Answer:
         """An answer; `on_token` gets the text as it is generated (all at once if the pipeline cannot stream)."""
         if not served.answers:
@@ -229,7 +230,7 @@ class RagService:
                 400, f"the pipeline '{served.name}' retrieves only: it has no 'answer' output", code="no_answer"
             )
         with self.reading(served) as rag:
-            answer = rag.ask(question, top_k, decoding or None, on_token if served.streams else None)
+            answer = rag.ask(question, top_k, decoding or None, on_token if served.streams else None, answer_mode)
         if on_token is not None and not served.streams and answer.text:
             on_token(answer.text)
         return answer

@@ -11,13 +11,13 @@ from typing import Any, ClassVar
 import pytest
 from click.testing import CliRunner
 
+from rag.answer.builder import AnswerBuilder
 from rag.cli import main
 from rag.core.component import Component
 from rag.core.errors import ConfigError, InputPathError, PipelineError
 from rag.core.pipeline import IndexingSettings, Pipeline
 from rag.core.serialization import dump_pipeline, load_pipeline
 from rag.eval.answers import answer_decision, evaluate_answers, load_pubmedqa, normalize_answer, token_f1
-from rag.generate.answer import AnswerBuilder
 from rag.generate.prompt import PromptBuilder
 from rag.ingest.chunkers.recursive import RecursiveChunker
 from rag.rerank.base import Reranker
@@ -152,10 +152,12 @@ def test_scores_every_metric_and_reuses_the_index(tmp_path: Path) -> None:
     assert again.index["reused"] is True and again.questions == 1
     assert again.faithfulness is None and again.judge is None  # no judge: not measured
     data = again.to_dict()
-    assert list(data)[:10] == [
+    assert list(data)[:12] == [
         "dataset",
         "pipeline",
+        "answer_mode",
         "questions",
+        "abstained",
         "retrieval_hit_rate",
         "decision_accuracy",
         "undecided",

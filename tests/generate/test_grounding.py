@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from rag.answer.builder import DEFAULT_NO_ANSWER, AnswerBuilder
 from rag.core.types import Chunk, Hit
-from rag.generate.answer import DEFAULT_NO_ANSWER, AnswerBuilder
 from rag.generate.openai_generator import OpenAIGenerator
 from rag.generate.prompt import PromptBuilder
 from rag.generate.transformers_generator import TransformersGenerator

@@ -90,7 +90,7 @@ def test_a_passage_is_left_out_when_not_even_its_number_fits() -> None:
     out = PromptBuilder(max_context_chars=27, passage_template="[{n}] {text} [{n}]").run("q", hits)
     assert out["hits"] == [hits[0]] and fenced(out) == "[1] " + "a" * 10 + " [1]"
     tiny = PromptBuilder(max_context_chars=5, passage_template="[{n}] {text} [{n}]")
-    assert tiny.run("q", hits) == {"messages": [], "hits": []}
+    assert tiny.run("q", hits) == {"messages": [], "hits": [], "answer_mode": "generate", "citations": None}
 
 
 def test_no_limit_keeps_everything() -> None:
@@ -99,9 +99,14 @@ def test_no_limit_keeps_everything() -> None:
 
 
 def test_nothing_retrieved_or_nothing_above_min_score_gives_no_messages() -> None:
-    assert PromptBuilder().run("q", []) == {"messages": [], "hits": []}
+    assert PromptBuilder().run("q", []) == {"messages": [], "hits": [], "answer_mode": "generate", "citations": None}
     hits = [hit("a.md", "A.", 0.2), hit("b.md", "B.", 0.7), hit("c.md", "C.", 0.5)]
-    assert PromptBuilder(min_score=0.8).run("q", hits) == {"messages": [], "hits": []}
+    assert PromptBuilder(min_score=0.8).run("q", hits) == {
+        "messages": [],
+        "hits": [],
+        "answer_mode": "generate",
+        "citations": None,
+    }
     out = PromptBuilder(min_score=0.5).run("q", hits)
     assert out["hits"] == [hits[1], hits[2]] and fenced(out).startswith("[1] (b.md) B. [1]")
 

@@ -54,7 +54,7 @@ def test_settings_are_recorded_and_round_trip() -> None:
 
 def test_import_does_not_load_torch_or_transformers() -> None:
     code = (
-        "import sys, rag.generate.transformers_generator, rag.generate.prompt, rag.generate.answer\n"
+        "import sys, rag.generate.transformers_generator, rag.generate.prompt, rag.answer.builder\n"
         "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'heavy import'\n"
         "rag.generate.transformers_generator.TransformersGenerator()\n"
         "assert 'torch' not in sys.modules, 'constructor imported torch'"

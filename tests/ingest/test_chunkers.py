@@ -161,6 +161,8 @@ def test_pages_from_page_starts():
     ]
     whole = RecursiveChunker(chunk_size=100, chunk_overlap=0, unit="chars")
     assert chunks_of(whole, text, page_starts=starts)[0].metadata["pages"] == [1, 2, 3]
+    assert chunks_of(whole, text, page_starts=starts)[0].metadata["page_breaks"] == starts[1:]
+    assert all("page_breaks" not in c.metadata for c in chunks_of(chunker, text, page_starts=starts))
     assert "pages" not in chunks_of(whole, text)[0].metadata
 
 

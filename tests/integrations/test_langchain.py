@@ -44,10 +44,10 @@ from langchain_core.runnables import RunnableLambda, RunnablePassthrough  # noqa
 from langchain_tests.integration_tests import ChatModelIntegrationTests, RetrieversIntegrationTests  # noqa: E402
 from langchain_tests.unit_tests import ChatModelUnitTests, EmbeddingsUnitTests  # noqa: E402
 
+from rag.answer.builder import AnswerBuilder  # noqa: E402
 from rag.api import RAG  # noqa: E402
 from rag.core.pipeline import IndexingSettings, Pipeline  # noqa: E402
 from rag.core.types import Chunk, Hit  # noqa: E402
-from rag.generate.answer import AnswerBuilder  # noqa: E402
 from rag.generate.prompt import PromptBuilder  # noqa: E402
 from rag.ingest.chunkers.recursive import RecursiveChunker  # noqa: E402
 from rag.integrations.langchain import (  # noqa: E402

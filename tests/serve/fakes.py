@@ -8,10 +8,10 @@ import time
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+from rag.answer.builder import AnswerBuilder
 from rag.core.component import Component
 from rag.core.errors import GenerationCancelled
 from rag.core.pipeline import IndexingSettings, Pipeline
-from rag.generate.answer import AnswerBuilder
 from rag.generate.decoding import DecodingConfig
 from rag.generate.prompt import PromptBuilder
 from rag.ingest.chunkers.recursive import RecursiveChunker

@@ -31,19 +31,33 @@ def short(client: httpx.Client) -> dict[str, int]:
     return {"max_tokens": 12} if "max_tokens" in props else {}
 
 
-def test_hybrid_query_and_answers(client: httpx.Client) -> None:
+def test_hybrid_query_and_extractive_answers(client: httpx.Client) -> None:
     hits = client.post("/v1/query", json={"query": "Which Sicilian mountain erupts?", "top_k": 2}).json()
     assert hits["hits"][0]["source"]["path"] == "volcano.md"
-    data = client.post(
-        "/v1/answer", json={"question": "Why does bread dough rise?", "top_k": 2, **short(client)}
-    ).json()
-    assert data["answer"].strip() and data["hits"][0]["source"]["path"] == "bread.md"
-    assert data["usage"]["completion_tokens"] > 0
-    body = {"question": "What do sea otters eat?", "top_k": 2, "stream": True, **short(client)}
+    data = client.post("/v1/answer", json={"question": "Why does bread dough rise?", "top_k": 2}).json()
+    assert data["mode"] == "extractive" and not data["abstained"] and data["hits"][0]["source"]["path"] == "bread.md"
+    [citation] = data["citations"]
+    assert citation["by"] == "quote" and citation["claim"] == 0 and citation["span"]["text"][:-1] in data["answer"]
+    body = {"question": "What do sea otters eat?", "top_k": 2, "stream": True}
     events = sse_events(client.post("/v1/answer", json=body).text)
-    assert events[0][0] == "token" and events[-1][0] == "answer"
+    assert [kind for kind, _ in events] == ["token", "answer"]  # a quote arrives in one piece
     final = json.loads(events[-1][1])
-    assert "".join(json.loads(d)["text"] for k, d in events if k == "token").strip() == final["answer"]
+    assert json.loads(events[0][1])["text"] == final["answer"]
+    refused = client.post("/v1/answer", json={"question": "What do sea otters eat?", "answer_mode": "creative"})
+    assert refused.status_code == 422 and refused.json()["error"]["param"] == "answer_mode"
+
+
+def test_grounded_stream_retracts_what_the_check_removes(client: httpx.Client) -> None:
+    body = {"question": "What do sea otters eat?", "top_k": 2, "stream": True, "answer_mode": "grounded"}
+    events = sse_events(client.post("/v1/answer", json={**body, **short(client)}).text)
+    assert events[0][0] == "token" and events[-1][0] == "answer"
+    streamed = "".join(json.loads(d)["text"] for k, d in events if k == "token")
+    retracted = [json.loads(d) for k, d in events if k == "retract"]
+    final = json.loads(events[-1][1])
+    assert final["usage"]["completion_tokens"] > 0 and final["mode"] in ("grounded", "extractive")
+    assert [r["text"] for r in retracted] == [c["text"] for c in final["retracted"]]
+    assert all(streamed.strip()[r["start"] : r["end"]] == r["text"] for r in retracted)
+    assert all(claim["supported"] for claim in final["claims"])
 
 
 def test_openai_chat_and_embeddings(client: httpx.Client) -> None:
@@ -54,7 +68,14 @@ def test_openai_chat_and_embeddings(client: httpx.Client) -> None:
     reply = api.chat.completions.create(
         model=model, messages=[{"role": "user", "content": "Where is Etna?"}], max_tokens=12
     )
-    assert reply.choices[0].message.content
+    assert reply.choices[0].message.content and reply.model_extra["abstained"] is False
+    generated = api.chat.completions.create(
+        model=model,
+        messages=[{"role": "user", "content": "Where is Etna?"}],
+        max_tokens=12,
+        extra_body={"answer_mode": "generate"},
+    )
+    assert generated.usage.completion_tokens > 0
     vectors = api.embeddings.create(model=model, input=["sea otters", "volcano"]).data
     assert len(vectors[0].embedding) == 384
     assert abs(np.linalg.norm(vectors[0].embedding) - 1) < 1e-3

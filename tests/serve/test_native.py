@@ -8,6 +8,7 @@ from pathlib import Path
 import httpx
 
 from rag.api import RAG
+from rag.serve.protocol import ANSWER_FIELDS
 from tests.serve.fakes import EchoGenerator, answer_pipeline, retrieval_pipeline
 from tests.serve.helpers import assert_envelope, serving, sse_events
 
@@ -28,7 +29,7 @@ def test_answer_json_has_answer_citations_hits_usage(client: httpx.Client, gener
     response = client.post("/v1/answer", json={"question": "Why does bread dough rise? Yeast? Otters?", "top_k": 1})
     assert response.status_code == 200
     data = response.json()
-    assert set(data) == {"answer", "citations", "hits", "usage"}
+    assert set(data) == set(ANSWER_FIELDS) and data["mode"] == "generate" and data["abstained"] is False
     assert data["hits"][0]["source"]["path"] == "bread.md" and len(data["hits"]) == 1
     assert data["answer"].endswith("[1].") and "Bread" in data["answer"]
     assert [c["n"] for c in data["citations"]] == [1] and data["citations"][0]["source"]["path"] == "bread.md"
@@ -64,6 +65,8 @@ def test_limits_and_bad_input_are_422_envelopes(client: httpx.Client) -> None:
     assert_envelope(client.post("/v1/query", json={"query": "x", "top_k": 0}), 422, "top_k")
     assert_envelope(client.post("/v1/query", json={"top_k": 2}), 422, "query")
     assert_envelope(client.post("/v1/query", json={"query": ""}), 422, "query")
+    assert_envelope(client.post("/v1/query", json={"query": " \n\t "}), 422, "query")
+    assert_envelope(client.post("/v1/answer", json={"question": "   "}), 422, "question")
     assert_envelope(client.post("/v1/query", json={"query": "x", "pipeline": "evil.yaml"}), 422, "pipeline")
     assert_envelope(client.post("/v1/answer", json={"question": "x", "max_tokens": 65}), 422, "max_tokens")
     assert_envelope(client.post("/v1/answer", json={"question": "x", "speculative": {"method": "ngram"}}), 422)

@@ -30,7 +30,8 @@ class Chunker(Component, ABC):
 
     A chunk's text is `document.text[start:end]` with surrounding whitespace moved out of the
     span; empty spans are dropped. Its metadata holds "title", the span's metadata and, when the
-    document has "page_starts", "pages": the sorted 1-based pages the chunk covers.
+    document has "page_starts", "pages": the sorted 1-based pages the chunk covers, and for a chunk over more
+    than one page "page_breaks": the document offsets where its second, third... page begins.
     """
 
     outputs: ClassVar[dict[str, Any]] = {"chunks": list[Chunk]}
@@ -59,6 +60,8 @@ class Chunker(Component, ABC):
             metadata = {"title": title, **span.metadata}
             if page_starts:
                 metadata["pages"] = _pages(page_starts, start, end)
+                if len(metadata["pages"]) > 1:
+                    metadata["page_breaks"] = [page_starts[page - 1] for page in metadata["pages"][1:]]
             chunks.append(Chunk(chunk_id(path, stripped, occurrence), path, stripped, start, end, metadata))
         return {"chunks": chunks}
 

@@ -1,12 +1,13 @@
-"""AnswerBuilder: citation markers, ranges, duplicates and out-of-range numbers."""
+"""AnswerBuilder in generate mode: citation markers, ranges, duplicates and out-of-range numbers."""
 
 from __future__ import annotations
 
 import pytest
 
+from rag.answer.builder import DEFAULT_NO_ANSWER, AnswerBuilder
+from rag.answer.markers import cited_numbers, invalid_numbers
 from rag.core.errors import ConfigError
 from rag.core.types import Answer, Chunk, Citation, Hit
-from rag.generate.answer import DEFAULT_NO_ANSWER, AnswerBuilder, cited_numbers, invalid_numbers
 
 HITS = [Hit(Chunk(id=f"c{i}", path=f"{i}.md", text=f"text {i}", start=0, end=6), 1.0 / i) for i in range(1, 5)]
 
@@ -15,11 +16,19 @@ def build(reply: str, hits: list[Hit] = HITS, usage: dict[str, int] | None = Non
     return AnswerBuilder().run(reply, hits, usage)["answer"]
 
 
-def test_single_markers_in_order_of_first_mention() -> None:
+def test_markers_cite_per_sentence_in_order_of_first_mention() -> None:
     answer = build("Paris [2] is big [1]. Also [2] again.")
-    assert answer.citations == [Citation(2, HITS[1]), Citation(1, HITS[0])]
+    assert answer.citations == [
+        Citation(2, HITS[1], claim=0),
+        Citation(1, HITS[0], claim=0),
+        Citation(2, HITS[1], claim=1),
+    ]
     assert answer.text == "Paris [2] is big [1]. Also [2] again."
-    assert answer.hits == HITS
+    assert [(c.text, c.passages, c.supported) for c in answer.claims] == [
+        ("Paris [2] is big [1].", (2, 1), None),
+        ("Also [2] again.", (2,), None),
+    ]
+    assert answer.hits == HITS and answer.mode == "generate" and not answer.abstained
 
 
 def test_lists_and_ranges() -> None:
