@@ -220,7 +220,7 @@ def ask_cmd(
             out.print(answer.text, highlight=False, markup=False)
     if as_json:
         data = answer.to_dict()
-        keys = ("answer", "mode", "abstained", "answerability", "citations", "claims", "retracted")
+        keys = ("answer", "mode", "abstained", "decision", "answerability", "citations", "claims", "retracted")
         emit({key: data[key] for key in (*keys, "invalid_citations", "hits", "usage")})
         return
     _print_sources(answer)

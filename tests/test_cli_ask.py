@@ -39,7 +39,7 @@ def test_decoding_flags_reach_the_generator(indexed: list[str]) -> None:
     assert code == 0, err
     data = json.loads(out)
     assert data["usage"]["completion_tokens"] == 3 and len(data["hits"]) == 1
-    keys = ("answer", "mode", "abstained", "answerability", "citations", "claims", "retracted")
+    keys = ("answer", "mode", "abstained", "decision", "answerability", "citations", "claims", "retracted")
     assert {*keys, "invalid_citations", "hits", "usage"} == set(data)
     assert data["mode"] == "generate" and data["abstained"] is False
 

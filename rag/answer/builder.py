@@ -1,7 +1,8 @@
 """`AnswerBuilder`: the `Answer` a user reads, in one of three answer modes (docs/answers.md).
 
 - **extractive**: the best-scored sentence of the passages (`SentenceReader`'s reading), quoted and cited to its
-  span in the source document. Faithful by construction; nothing is generated.
+  span in the source document. Faithful by construction; nothing is generated. A polar question ("Does X...?")
+  gets "Yes." or "No." before the quote when the calibration has a polar model (`rag.answer.polar`).
 - **grounded**: the generated reply, sentence by sentence. A sentence is kept when a passage it cites supports it
   (`rag.answer.support`, calibrated); without a supporting citation, another passage that supports it is cited
   instead (`by="support"`); a sentence no passage supports is removed and listed in `Answer.retracted`. When no
@@ -20,6 +21,7 @@ from typing import Any, ClassVar
 from rag.answer.extractive import Reading
 from rag.answer.linear import LinearModel
 from rag.answer.markers import cited_numbers, invalid_numbers, strip_markers, supported_by
+from rag.answer.polar import decide
 from rag.answer.sentences import PassageSentence, sentence_spans, terms
 from rag.answer.support import SUPPORT_FEATURES, Support, best_support
 from rag.core.component import Component
@@ -106,13 +108,21 @@ class AnswerBuilder(Component):
         chosen = [ranked[0]] + [pair for pair in ranked[1 : self.max_sentences] if pair[1] >= best / 2]
         chosen.sort(key=lambda pair: (position[pair[0].hit.id], pair[0].start))
         pieces = [(sentence.text, (position[sentence.hit.id],), probability) for sentence, probability in chosen]
-        text, claims = _compose(pieces)
+        decision = decide(reading, reading.calibration.polar)
+        text, claims = _compose(pieces, f"{decision.capitalize()}. " if decision else "")
         citations = [
             _citation(position[sentence.hit.id], sentence.hit, "quote", i, sentence)
             for i, (sentence, _) in enumerate(chosen)
         ]
         return Answer(
-            text, citations, list(hits), usage, mode="extractive", answerability=reading.answerability, claims=claims
+            text,
+            citations,
+            list(hits),
+            usage,
+            mode="extractive",
+            answerability=reading.answerability,
+            claims=claims,
+            decision=decision,
         )
 
     def _grounded(self, reply: str, hits: list[Hit], usage: dict[str, int], reading: Reading) -> Answer:
@@ -218,11 +228,12 @@ def _with_markers(statement: str, numbers: tuple[int, ...]) -> str:
     return f"{body} {markers}"
 
 
-def _compose(pieces: list[tuple[str, tuple[int, ...], float]]) -> tuple[str, list[Claim]]:
-    """The answer text from (statement, passage numbers, support) pieces, and one supported `Claim` per piece."""
-    text, claims = "", []
+def _compose(pieces: list[tuple[str, tuple[int, ...], float]], prefix: str = "") -> tuple[str, list[Claim]]:
+    """The answer text from (statement, passage numbers, support) pieces after `prefix`, and one supported
+    `Claim` per piece."""
+    text, claims = prefix, []
     for statement, numbers, support in pieces:
-        if text:
+        if text and not text.endswith(" "):
             text += " "
         written = _with_markers(" ".join(statement.split()), numbers)
         claims.append(Claim(written, len(text), len(text) + len(written), numbers, True, support))

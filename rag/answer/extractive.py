@@ -37,6 +37,7 @@ __all__ = [
     "Reading",
     "SentenceEmbedder",
     "answerability_features",
+    "candidate_sentences",
     "gather_evidence",
     "read",
 ]
@@ -83,6 +84,7 @@ _NUMBER_QUESTION = re.compile(
 )
 _NAME_QUESTION = re.compile(r"\b(who|whom|whose|where)\b", re.IGNORECASE)
 _DIGIT = re.compile(r"\d")
+_WORD = re.compile(r"\w+")
 _NAME = re.compile(r"\b[A-Z][a-z]+")
 _NEGATION = re.compile(r"\b(not|never|no|without|none|nobody|nothing|neither|nor)\b|n't\b", re.IGNORECASE)
 
@@ -93,7 +95,8 @@ class AnswerCalibration:
 
     `model` is the sentence-embedding model the similarity feature was computed with; `abstain_below` the
     answerability probability under which an answer abstains; `support` the grounded mode's support check
-    (`rag.answer.support`); `source` says what it was fit on and what it measured there.
+    (`rag.answer.support`); `polar` the yes/no decision of polar questions (`rag.answer.polar`; empty: none);
+    `source` says what each part was fit on and what it measured there.
     """
 
     model: str
@@ -102,6 +105,7 @@ class AnswerCalibration:
     abstain_below: float
     support: dict[str, Any] = field(default_factory=dict)
     source: dict[str, Any] = field(default_factory=dict)
+    polar: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -110,6 +114,7 @@ class AnswerCalibration:
             "answerability": self.answerability.to_dict(),
             "abstain_below": self.abstain_below,
             "support": self.support,
+            "polar": self.polar,
             "source": self.source,
         }
 
@@ -129,6 +134,7 @@ class AnswerCalibration:
                 abstain_below=float(data["abstain_below"]),
                 support=dict(data.get("support") or {}),
                 source=dict(data.get("source") or {}),
+                polar=dict(data.get("polar") or {}),
             )
         except OSError as exc:
             raise InputPathError(f"cannot read the answer calibration {source}: {exc}") from exc
@@ -142,6 +148,7 @@ class AnswerCalibration:
 class Evidence:
     """The candidate sentences of one question's passages and what the models read from them."""
 
+    question: str
     sentences: list[PassageSentence]
     features: np.ndarray
     """One row of `SENTENCE_FEATURES` per sentence."""
@@ -191,7 +198,7 @@ def gather_evidence(question: str, sentences: list[PassageSentence], similaritie
         )
     features = np.asarray(rows, dtype=np.float64).reshape(len(rows), len(SENTENCE_FEATURES))
     negated = bool(_NEGATION.search(question))
-    return Evidence(sentences, features, asked, idf, sentence_terms, passage_terms, negated)
+    return Evidence(question, sentences, features, asked, idf, sentence_terms, passage_terms, negated)
 
 
 def answerability_features(evidence: Evidence, logits: np.ndarray) -> np.ndarray:
@@ -256,6 +263,18 @@ class Reading:
         return [(self.evidence.sentences[i], float(self.probabilities[i])) for i in order]
 
 
+def candidate_sentences(question: str, hits: list[Hit]) -> list[PassageSentence]:
+    """The sentences of `hits` that may answer `question`: all but those repeating the whole question (a document
+    quoting it, as an example, does not answer it)."""
+    asked = _words(question)
+    return [s for s in passage_sentences(hits) if not asked or asked not in _words(s.text)]
+
+
+def _words(text: str) -> str:
+    """Lower-case words joined by single spaces, with a space on each side (for whole-phrase containment)."""
+    return f" {' '.join(_WORD.findall(text.lower()))} " if _WORD.search(text) else ""
+
+
 def read(evidence: Evidence, calibration: AnswerCalibration, abstain: bool = True) -> Reading:
     """Every sentence's probability of holding the answer, and the probability that any does.
 
@@ -287,7 +306,7 @@ class SentenceEmbedder:
 
     def evidence(self, question: str, hits: list[Hit]) -> Evidence:
         """The candidate sentences of `hits` and their features for `question`."""
-        sentences = passage_sentences(hits)
+        sentences = candidate_sentences(question, hits)
         if not sentences:
             return gather_evidence(question, [], np.zeros(0))
         query = self._embedder.encode_queries([question])[0]

@@ -134,7 +134,8 @@ class Answer:
     `answerability` is the calibrated probability that the passages answer the question (None when not
     estimated). `claims` are the answer's sentences as kept; `retracted` the sentences the support check
     removed (a grounded answer streams text before it is checked: these are the pieces taken back).
-    `invalid_citations` lists the numbers the text cites as `[n]` that refer to no passage.
+    `invalid_citations` lists the numbers the text cites as `[n]` that refer to no passage. `decision` is
+    "yes" or "no" when an extractive answer to a polar question starts with one (`rag.answer.polar`).
     """
 
     text: str
@@ -147,12 +148,14 @@ class Answer:
     answerability: float | None = None
     claims: list[Claim] = field(default_factory=list)
     retracted: list[Claim] = field(default_factory=list)
+    decision: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "answer": self.text,
             "mode": self.mode,
             "abstained": self.abstained,
+            "decision": self.decision,
             "answerability": None if self.answerability is None else round(float(self.answerability), 4),
             "citations": [c.to_dict() for c in self.citations],
             "claims": [c.to_dict() for c in self.claims],

@@ -113,6 +113,8 @@ class PubMedQA:
     corpus: dict[str, str]
     items: list[QAItem]
     corpus_sha256: str
+    calibration_items: list[QAItem] = field(default_factory=list)
+    """The questions outside the test split (none without the split file): for `rag calibrate-answers`."""
 
     def as_beir(self) -> BeirDataset:
         """The corpus and questions as a BEIR dataset (each question judges its own abstract relevant)."""
@@ -152,14 +154,15 @@ def load_pubmedqa(folder: str | os.PathLike[str]) -> PubMedQA:
         corpus[item.id] = "\n\n".join(str(paragraph) for paragraph in contexts)
         items[item.id] = item
     split = root / "test_ground_truth.json"
-    chosen = list(items.values())
+    chosen, others = list(items.values()), []
     if split.is_file():
         wanted = _json_object(split, split.read_bytes())
         missing = [pmid for pmid in wanted if pmid not in items]
         if missing:
             raise InputPathError(f"{split} lists question {missing[0]}, which {source} does not have")
+        others = [item for item in chosen if item.id not in wanted]
         chosen = [item for item in chosen if item.id in wanted]
-    return PubMedQA(root.resolve().name, corpus, chosen, hashlib.sha256(raw).hexdigest())
+    return PubMedQA(root.resolve().name, corpus, chosen, hashlib.sha256(raw).hexdigest(), others)
 
 
 def _json_object(path: Path, raw: bytes) -> dict[str, Any]:
@@ -302,7 +305,7 @@ def evaluate_answers(
 def _score(item: QAItem, answer: Answer, judge: Reranker | None, unrelated: str) -> dict[str, Any]:
     """The per-question record: what was answered and each metric's value for it."""
     text = _MARKER.sub(" ", answer.text)
-    marked = any(c.by == "marker" for c in answer.citations) or bool(answer.invalid_citations)
+    marked = bool(_MARKER.search(answer.text))
     faithfulness = control = None
     if judge is not None and answer.citations:
         statement = " ".join(text.split())

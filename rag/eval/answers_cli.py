@@ -162,6 +162,13 @@ def _print_report(data: dict[str, Any]) -> None:
     help="Share of unsupported claims the grounded support check may let through.",
 )
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Use only N questions (spread evenly).")
+@click.option(
+    "--base",
+    default=None,
+    metavar="FILE.json",
+    help="Calibration to extend: a PubMedQA folder adds its yes/no decision to it [default: the shipped one]; "
+    "a question set keeps its yes/no decision.",
+)
 @allow_option
 @json_option
 def calibrate_answers_cmd(
@@ -173,29 +180,47 @@ def calibrate_answers_cmd(
     max_false_abstention: float,
     max_false_support: float,
     limit: int | None,
+    base: str | None,
     allowed: tuple[str, ...],
     as_json: bool,
 ) -> None:
     """Fit the extractive scorer, the abstention threshold and the support check on the labelled questions of
-    DATASET_DIR (a question set: corpus.jsonl + questions.jsonl) and write them to FILE.json, for
+    DATASET_DIR (a question set: corpus.jsonl + questions.jsonl), or the yes/no decision of polar questions on
+    a PubMedQA folder (its questions outside the test split), and write the calibration to FILE.json, for
     `SentenceReader(calibration=...)` (see docs/answers.md)."""
+    import dataclasses
+
+    from rag.answer.extractive import AnswerCalibration
     from rag.api import DEFAULT_PIPELINE
     from rag.core.serialization import load_pipeline
-    from rag.eval.calibrate_answers import calibrate_answers
+    from rag.eval.calibrate_answers import calibrate_answers, calibrate_polar
+    from rag.eval.squad import is_question_set
 
     with guard(as_json), progress_bar(True) as progress:
-        calibration = calibrate_answers(
-            load_pipeline(pipeline or DEFAULT_PIPELINE, allowed),
-            dataset_dir,
-            split,
-            model=model,
-            max_false_abstention=max_false_abstention,
-            max_false_support=max_false_support,
-            limit=limit,
-            progress=progress,
-        )
+        loaded = load_pipeline(pipeline or DEFAULT_PIPELINE, allowed)
+        if is_question_set(dataset_dir):
+            calibration = calibrate_answers(
+                loaded,
+                dataset_dir,
+                split,
+                model=model,
+                max_false_abstention=max_false_abstention,
+                max_false_support=max_false_support,
+                limit=limit,
+                progress=progress,
+            )
+            if base is not None:
+                calibration = dataclasses.replace(calibration, polar=AnswerCalibration.load(base).polar)
+        else:
+            start = AnswerCalibration.load(base)
+            calibration = calibrate_polar(loaded, dataset_dir, start, limit=limit, progress=progress)
         calibration.save(out_path)
-    summary = {"out": out_path, "abstain_below": round(calibration.abstain_below, 4), **calibration.source}
+    summary = {
+        "out": out_path,
+        "abstain_below": round(calibration.abstain_below, 4),
+        **calibration.source,
+        "polar": {k: v for k, v in calibration.polar.items() if k != "model"},
+    }
     if as_json:
         emit(summary)
         return

@@ -18,10 +18,15 @@ For every question of the split (a folder in the layout of `rag.eval.squad`), th
    through `max_false_support` of the unsupported claims.
 
 Features are standardised (mean 0, variance 1 on these questions) and the scale kept with the weights.
+
+`calibrate_polar` fits one more part on a PubMedQA folder: the yes/no decision that starts an extractive answer
+to a polar question (`rag.answer.polar`), a logistic regression over `POLAR_FEATURES` of the best sentences the
+base calibration reads, on the yes and no questions outside the folder's test split; "yes" from probability 0.5.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import os
 from typing import Any
@@ -36,18 +41,20 @@ from rag.answer.extractive import (
     LinearModel,
     SentenceEmbedder,
     answerability_features,
+    read,
 )
+from rag.answer.polar import POLAR_FEATURES, polar_features
 from rag.answer.sentences import passage_sentences, sentence_spans
 from rag.answer.support import SUPPORT_FEATURES, passage_idf, support_features, windows
 from rag.core.errors import ConfigError, MissingDependencyError, PipelineError
 from rag.core.pipeline import Pipeline
 from rag.core.types import Chunk, Hit
-from rag.eval.answers import normalize_answer
+from rag.eval.answers import load_pubmedqa, normalize_answer
 from rag.eval.runner import load_corpus_index
 from rag.eval.squad import QAQuestion, load_question_set
 from rag.indexer import Progress
 
-__all__ = ["calibrate_answers", "contains_gold"]
+__all__ = ["calibrate_answers", "calibrate_polar", "contains_gold"]
 
 
 def contains_gold(text: str, answers: tuple[str, ...]) -> bool:
@@ -128,6 +135,52 @@ def calibrate_answers(
     }
     support = _fit_support(LogisticRegression, data.corpus, [q for q in questions if q.answerable], max_false_support)
     return AnswerCalibration(model, sentence_model, answerability_model, threshold, support, source)
+
+
+def calibrate_polar(
+    pipeline: Pipeline,
+    dataset_dir: str | os.PathLike[str],
+    base: AnswerCalibration,
+    *,
+    limit: int | None = None,
+    index_root: str | os.PathLike[str] | None = None,
+    use_cache: bool = True,
+    progress: Progress | None = None,
+) -> AnswerCalibration:
+    """`base` with its polar part fit on the PubMedQA folder's questions outside the test split (see above)."""
+    try:
+        from sklearn.linear_model import LogisticRegression
+    except ImportError as exc:
+        raise MissingDependencyError("scikit-learn", "train", "rag calibrate-answers") from exc
+    data = load_pubmedqa(dataset_dir)
+    items = [item for item in data.calibration_items if item.decision in ("yes", "no")][:limit]
+    if not items:
+        raise ConfigError(
+            f"{dataset_dir} has no yes/no question outside its test split (test_ground_truth.json) to calibrate on"
+        )
+    load_corpus_index(data.as_beir(), pipeline, "document", index_root, use_cache, progress)
+    pipeline.warm_up(["hits"])
+    embedder = SentenceEmbedder(base.model)
+    embedder.warm_up()
+    rows = []
+    for done, item in enumerate(items, start=1):
+        hits = pipeline.run({"query": item.question}, outputs=["hits"])["hits"]
+        reading = read(embedder.evidence(item.question, hits), base, abstain=False)
+        rows.append(polar_features([sentence.text for sentence, _ in reading.best(3)]))
+        if progress:
+            progress("reading passages", done, len(items))
+    labels = np.asarray([item.decision == "yes" for item in items])
+    model = _fit(LogisticRegression, POLAR_FEATURES, np.asarray(rows, dtype=np.float64), labels)
+    decided = model.probabilities(np.asarray(rows, dtype=np.float64)) >= 0.5
+    polar = {
+        "model": model.to_dict(),
+        "min_probability": 0.5,
+        "dataset": data.name,
+        "questions": len(items),
+        "yes": int(labels.sum()),
+        "in_sample_accuracy": round(float(np.mean(decided == labels)), 4),
+    }
+    return dataclasses.replace(base, polar=polar)
 
 
 def _support_claims(corpus: dict[str, tuple[str, str]], questions: list[QAQuestion]) -> list[tuple[str, Hit, bool]]:

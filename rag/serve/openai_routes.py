@@ -128,7 +128,7 @@ def _grounding(answer: Answer) -> dict[str, Any]:
     """The extra fields of a completion (and of the last streamed chunk): citations, abstention, claims and the
     sentences the support check retracted from what was streamed."""
     data = answer.to_dict()
-    return {key: data[key] for key in ("citations", "abstained", "answerability", "claims", "retracted")}
+    return {key: data[key] for key in ("citations", "abstained", "decision", "answerability", "claims", "retracted")}
 
 
 def _usage(answer: Answer) -> dict[str, int]:

@@ -92,6 +92,7 @@ class AnswerResponse(BaseModel):
     answer: str
     mode: str = Field(description="The answer mode that produced the answer: extractive, grounded or generate.")
     abstained: bool = Field(description="True when the passages do not answer the question (no citations then).")
+    decision: str | None = Field(description='"yes" or "no" before an extractive answer to a yes/no question.')
     answerability: float | None = Field(description="Calibrated probability that the passages answer it.")
     citations: list[CitationModel]
     claims: list[ClaimModel]
@@ -115,7 +116,18 @@ def hits_body(hits: list[Hit]) -> dict[str, Any]:
     return {"hits": [h.to_dict() for h in hits]}
 
 
-ANSWER_FIELDS = ("answer", "mode", "abstained", "answerability", "citations", "claims", "retracted", "hits", "usage")
+ANSWER_FIELDS = (
+    "answer",
+    "mode",
+    "abstained",
+    "decision",
+    "answerability",
+    "citations",
+    "claims",
+    "retracted",
+    "hits",
+    "usage",
+)
 
 
 def answer_body(answer: Answer) -> dict[str, Any]:

@@ -154,3 +154,53 @@ def test_a_mode_the_generator_cannot_serve_is_refused_when_the_pipeline_is_built
     assert pipeline.answer_modes() == ("extractive", "generate")
     with pytest.raises(PipelineError, match=message):
         pipeline.answer_modes("grounded")
+
+
+def test_a_polar_question_gets_a_calibrated_yes_or_no_before_the_quote() -> None:
+    from rag.answer.polar import is_polar, polar_features
+
+    assert is_polar("Does aspirin reduce pain?") and not is_polar("What does aspirin reduce?")
+    assert polar_features(["There was no significant difference in pain."])[:4] == [1.0, 1.0, 0.0, 1.0]
+    no_text = "Aspirin did not reduce pain: there was no significant difference between the groups."
+    yes_text = "Aspirin significantly reduced pain and improved sleep in the treated group."
+    for text, word in ((no_text, "No"), (yes_text, "Yes")):
+        hits = [Hit(Chunk("a", "a.md", text, 0, len(text)), 1.0)]
+        built = AnswerBuilder().run("", hits, None, reading("Does aspirin reduce pain?", hits), "extractive")
+        result = built["answer"]
+        assert result.decision == word.lower() and result.text == f"{word}. {text[:-1]} [1]."
+        [claim] = result.claims
+        assert result.text[claim.start : claim.end] == claim.text == f"{text[:-1]} [1]."
+    assert answer("extractive").decision is None  # "How fast...?" is not a yes/no question
+
+
+@pytest.mark.parametrize(
+    ("question", "polar"),
+    [
+        ("Does aspirin reduce pain?", True),
+        ("Therapeutic anticoagulation in the trauma patient: is it safe?", True),
+        ("Syncope during bathing in infants, a pediatric form of water-induced urticaria?", True),
+        ("Is the turbine loud", True),
+        ("Are there gender differences in the reasons why patients delay?", True),
+        ("Head and neck cancer: can we predict which survivors develop fears?", True),
+        ("How fast does the turbine spin?", False),
+        ("How many problems, believed to be hard, did Karp's paper address?", False),
+        ("Treadmill testing of children who walk: does peak uptake reflect maximum uptake?", True),
+        ("The practice of occupying Huguenot homes was called?", False),
+        ("The symbol for mercuric oxide is?", False),
+        ("In what year was it built?", False),
+        ("Name a luxury division of Toyota.", False),
+    ],
+)
+def test_polar_questions(question: str, polar: bool) -> None:
+    from rag.answer.polar import is_polar
+
+    assert is_polar(question) is polar
+
+
+def test_a_sentence_repeating_the_question_is_not_a_candidate() -> None:
+    from rag.answer.extractive import candidate_sentences
+
+    text = 'Call rag.ask("How fast does the snorkelwind turbine spin?") to ask. It spins at ninety revolutions.'
+    hits = [Hit(Chunk("d", "docs.md", text, 0, len(text)), 1.0)]
+    assert [s.text for s in candidate_sentences(QUESTION, hits)] == ["to ask.", "It spins at ninety revolutions."]
+    assert len(candidate_sentences("How fast does it spin?", hits)) == 3  # its words, not in that order
