@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-import queue
-import threading
 from collections.abc import Callable, Collection, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from rag.core.errors import ConfigError, GenerationCancelled, IndexNotFoundError, PipelineError
+from rag.core.errors import ConfigError, IndexNotFoundError, PipelineError
 from rag.core.pipeline import Pipeline
 from rag.core.serialization import load_pipeline, pipeline_from_dict
+from rag.core.streaming import stream_call
 from rag.core.types import Answer, Hit
 from rag.indexer import IndexReport, Progress, check_compatible, index_folder, retrievers
 from rag.store.chunk_store import ChunkStore
@@ -132,32 +132,13 @@ class RAG:
         Generation runs in a worker thread; closing the iterator early stops it at the next piece. A grounded
         answer's final text can differ from the pieces: `Answer.retracted` lists the sentences taken back.
         """
-        pieces: queue.Queue[tuple[str, Any]] = queue.Queue()
-        stop = threading.Event()
 
-        def on_token(piece: str) -> None:
-            if stop.is_set():
-                raise GenerationCancelled("the reader of the stream went away")
-            pieces.put(("piece", piece))
+        def call(on_token: Callable[[str], None]) -> Answer:
+            return self.ask(question, top_k, decoding, on_token, answer_mode)
 
-        def work() -> None:
-            try:
-                pieces.put(("answer", self.ask(question, top_k, decoding, on_token, answer_mode)))
-            except BaseException as exc:  # handed to the reading thread, which raises it
-                pieces.put(("error", exc))
-
-        worker = threading.Thread(target=work, name="rag-ask-stream", daemon=True)
-        worker.start()
-        try:
-            while True:
-                kind, value = pieces.get()
-                if kind == "error":
-                    raise value
+        with contextlib.closing(stream_call(call, "rag-ask-stream")) as items:
+            for _, value in items:
                 yield value
-                if kind == "answer":
-                    return
-        finally:
-            stop.set()
 
     def _run(self, query: str, top_k: int | None, output: str, extra: Mapping[str, Any] | None = None) -> Any:
         pipeline = self.pipeline

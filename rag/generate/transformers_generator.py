@@ -7,10 +7,10 @@ imported. How each `DecodingConfig` option maps onto `generate` is in `rag.gener
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import itertools
 import logging
-import queue
 import threading
 import time
 from collections import OrderedDict
@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 
 from rag.core.component import Component
 from rag.core.errors import ConfigError, MissingDependencyError, ModelLoadError
+from rag.core.streaming import stream_call
 from rag.devices import TORCH_DEVICES, torch_device
 from rag.generate.citation_constraint import CitationMarkers
 from rag.generate.decoding import DecodingConfig, registered_scorer
@@ -147,33 +148,9 @@ class TransformersGenerator(Component):
         if not messages:
             return
         _check_messages(messages)
-        pieces: queue.Queue[Any] = queue.Queue()
-        stopped = threading.Event()
-        done = object()
-
-        def send(piece: str) -> None:
-            if stopped.is_set():
-                raise _Cancelled
-            pieces.put(piece)
-
-        def work() -> None:
-            try:
-                self._generate(messages, config, send)
-            except _Cancelled:
-                pass
-            except BaseException as exc:  # handed to the consumer, raised there
-                pieces.put(exc)
-                return
-            pieces.put(done)
-
-        threading.Thread(target=work, name="TransformersGenerator.stream", daemon=True).start()
-        try:
-            while (item := pieces.get()) is not done:
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-        finally:
-            stopped.set()
+        items = stream_call(lambda send: self._generate(messages, config, send), "TransformersGenerator.stream")
+        with contextlib.closing(items):
+            yield from (value for kind, value in items if kind == "piece")
 
     def _config(self, overrides: dict[str, Any] | None) -> DecodingConfig:
         config = self.decoding.merged(**overrides) if overrides else self.decoding
@@ -421,10 +398,6 @@ class _Streamer:
 
     def end(self) -> None:
         """Nothing to flush: the generator sends the rest of the final text."""
-
-
-class _Cancelled(Exception):
-    """Raised inside `generate` (through the streamer) when a `stream()` consumer stops reading."""
 
 
 def _mean_logprobs(logits: tuple[Any, ...], new: Any, lengths: list[int]) -> list[float]:

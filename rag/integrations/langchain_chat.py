@@ -16,12 +16,11 @@ streaming sends the text as the generator produces it (``on_token``), the usage 
 from __future__ import annotations
 
 import os
-import queue
-import threading
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from typing import Any
 
 from rag.core.errors import MissingDependencyError
+from rag.core.streaming import stream_call
 
 try:
     from langchain_core.callbacks import CallbackManagerForLLMRun
@@ -33,7 +32,7 @@ except ImportError as exc:  # pragma: no cover - exercised with langchain-core h
     raise MissingDependencyError("langchain-core", "langchain", "the LangChain integration") from exc
 
 from rag.core.component import Component
-from rag.core.errors import ConfigError, GenerationCancelled, PipelineError
+from rag.core.errors import ConfigError, PipelineError
 from rag.core.pipeline import Pipeline
 from rag.core.serialization import load_pipeline
 
@@ -110,7 +109,9 @@ class RagChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
         chat, decoding = self._request(messages, stop, kwargs)
-        for kind, value in _streamed(lambda on_token: self.generator.run(chat, decoding or None, on_token)):
+        for kind, value in stream_call(
+            lambda on_token: self.generator.run(chat, decoding or None, on_token), "rag-langchain-stream"
+        ):
             if kind == "piece":
                 chunk = ChatGenerationChunk(message=AIMessageChunk(content=value))
                 if run_manager is not None:
@@ -223,36 +224,3 @@ def _usage(result: Mapping[str, Any]) -> dict[str, int]:
     usage = result.get("usage") or {}
     prompt, completion = int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0))
     return {"input_tokens": prompt, "output_tokens": completion, "total_tokens": prompt + completion}
-
-
-def _streamed(run: Callable[[Callable[[str], None]], dict[str, Any]]) -> Iterator[tuple[str, Any]]:
-    """("piece", text) for each piece `run` sends to its `on_token`, then ("result", its result).
-
-    `run` works in a thread; when the reader stops early, its next `on_token` raises
-    `GenerationCancelled`, which ends it.
-    """
-    items: queue.Queue[tuple[str, Any]] = queue.Queue()
-    stop = threading.Event()
-
-    def on_token(piece: str) -> None:
-        if stop.is_set():
-            raise GenerationCancelled("the reader of the LangChain stream went away")
-        items.put(("piece", piece))
-
-    def work() -> None:
-        try:
-            items.put(("result", run(on_token)))
-        except BaseException as exc:  # handed to the reading thread, which raises it
-            items.put(("error", exc))
-
-    threading.Thread(target=work, name="rag-langchain-stream", daemon=True).start()
-    try:
-        while True:
-            kind, value = items.get()
-            if kind == "error":
-                raise value
-            yield kind, value
-            if kind == "result":
-                return
-    finally:
-        stop.set()
