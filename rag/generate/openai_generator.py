@@ -20,8 +20,8 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
-from rag.core.component import Component
 from rag.core.errors import ConfigError, MissingDependencyError, ModelLoadError
+from rag.generate.base import Generator
 from rag.generate.decoding import GENERAL_OPTIONS, SAMPLING_OPTIONS, BackendSupport, DecodingConfig, check_supported
 
 __all__ = ["OPENAI_SUPPORT", "OpenAIGenerator", "request_params"]
@@ -83,7 +83,7 @@ def request_params(config: DecodingConfig, mode: str = "chat") -> dict[str, Any]
     return body
 
 
-class OpenAIGenerator(Component):
+class OpenAIGenerator(Generator):
     """Reply to chat messages through an OpenAI-compatible HTTP server.
 
     `decoding` holds `DecodingConfig` options (validated here, before any request); `run` and `stream`
@@ -96,8 +96,6 @@ class OpenAIGenerator(Component):
     (vLLM's server does not return beam scores); it is empty for one greedy or sampled reply.
     """
 
-    answer_modes: ClassVar[tuple[str, ...]] = ("extractive", "generate")
-    """Grounded mode needs citation markers enforced while tokens are chosen, which this backend does not do."""
     outputs: ClassVar[dict[str, Any]] = {
         "reply": str,
         "replies": list[str],
@@ -116,9 +114,7 @@ class OpenAIGenerator(Component):
         mode: str = "chat",
         decoding: dict[str, Any] | None = None,
     ) -> None:
-        problems = []
-        if not isinstance(model, str) or not model.strip():
-            problems.append(f"model must be the name the server serves, got {model!r}")
+        problems = self.model_problem(model, "the name the server serves")
         if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
             problems.append(f"base_url must be an http(s) URL such as http://127.0.0.1:8000/v1, got {base_url!r}")
         if api_key_env is not None and (not isinstance(api_key_env, str) or not api_key_env):
@@ -132,8 +128,7 @@ class OpenAIGenerator(Component):
             problems.append(f"mode must be one of {', '.join(_MODES)}, got {mode!r}")
         if problems:
             raise ConfigError("OpenAIGenerator: " + "; ".join(problems))
-        self.decoding = DecodingConfig.from_dict(decoding or {})
-        check_supported(self.decoding, OPENAI_SUPPORT)
+        self.decoding = self._decoding_settings(decoding)
         self.model = model
         self.base_url = base_url.rstrip("/")
         self.api_key_env = api_key_env
@@ -232,16 +227,11 @@ class OpenAIGenerator(Component):
     def _url(self) -> str:
         return f"{self.base_url}/{'chat/completions' if self.mode == 'chat' else 'completions'}"
 
-    def _config(self, overrides: dict[str, Any] | None) -> DecodingConfig:
-        config = self.decoding.merged(**overrides) if overrides else self.decoding
+    def check_decoding(self, config: DecodingConfig) -> None:
         check_supported(config, OPENAI_SUPPORT)
-        return config
 
     def _body(self, messages: list[dict[str, str]], config: DecodingConfig) -> dict[str, Any]:
-        if not messages or not all(isinstance(m, dict) and {"role", "content"} <= m.keys() for m in messages):
-            raise ConfigError(
-                f"OpenAIGenerator: messages must be a list of {{'role': ..., 'content': ...}} dicts, got {messages!r}"
-            )
+        self._check_messages(messages)
         if self.mode == "chat":
             prompt: dict[str, Any] = {"messages": messages}
         else:

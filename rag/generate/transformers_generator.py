@@ -17,10 +17,10 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
-from rag.core.component import Component
 from rag.core.errors import ConfigError, MissingDependencyError, ModelLoadError
 from rag.core.streaming import stream_call
 from rag.devices import TORCH_DEVICES, torch_device
+from rag.generate.base import Generator
 from rag.generate.citation_constraint import CitationMarkers
 from rag.generate.decoding import DecodingConfig, registered_scorer
 from rag.generate.prompt import passages_in
@@ -36,7 +36,7 @@ MAX_CACHED_PREFIXES = 8
 """How many shared prefixes (key/value caches) `prefix_caching` keeps, least recently used dropped first."""
 
 
-class TransformersGenerator(Component):
+class TransformersGenerator(Generator):
     """Generate chat replies with a causal language model from `transformers`.
 
     `decoding` holds `DecodingConfig` options (validated here, before any model loads, against what
@@ -65,17 +65,14 @@ class TransformersGenerator(Component):
         dtype: str = "float32",
         decoding: dict[str, Any] | None = None,
     ) -> None:
-        problems = []
-        if not isinstance(model, str) or not model.strip():
-            problems.append(f"model must be a non-empty model name or folder, got {model!r}")
+        problems = self.model_problem(model)
         if device not in TORCH_DEVICES:
             problems.append(f"device must be one of {', '.join(TORCH_DEVICES)}, got {device!r}")
         if dtype not in _DTYPES:
             problems.append(f"dtype must be one of {', '.join(_DTYPES)}, got {dtype!r}")
         if problems:
             raise ConfigError("TransformersGenerator: " + "; ".join(problems))
-        self.decoding = DecodingConfig.from_dict(decoding or {})
-        check_transformers(self.decoding)
+        self.decoding = self._decoding_settings(decoding)
         self.model = model
         self.device = device
         self.dtype = dtype
@@ -111,8 +108,8 @@ class TransformersGenerator(Component):
         """
         config = self._config(decoding)
         if not messages:
-            return {"reply": "", "usage": {"prompt_tokens": 0, "completion_tokens": 0}, "candidates": []}
-        _check_messages(messages)
+            return self.empty_reply()
+        self._check_messages(messages)
         return self._generate(messages, config, on_token, citations)
 
     def generate_batch(
@@ -129,8 +126,8 @@ class TransformersGenerator(Component):
             raise ConfigError(f"TransformersGenerator: batch must be a list of message lists, got {batch!r}")
         for messages in batch:
             if messages:
-                _check_messages(messages)
-        results = [self.run([]) for _ in batch]
+                self._check_messages(messages)
+        results = [self.empty_reply() for _ in batch]
         todo = [i for i, messages in enumerate(batch) if messages]
         one_call = config.strategy in ("greedy", "sample") and config.n == 1
         if not one_call or config.speculative is not None or config.prefix_caching:
@@ -147,15 +144,13 @@ class TransformersGenerator(Component):
         config = self._config({**(decoding or {}), "stream": True})
         if not messages:
             return
-        _check_messages(messages)
+        self._check_messages(messages)
         items = stream_call(lambda send: self._generate(messages, config, send), "TransformersGenerator.stream")
         with contextlib.closing(items):
             yield from (value for kind, value in items if kind == "piece")
 
-    def _config(self, overrides: dict[str, Any] | None) -> DecodingConfig:
-        config = self.decoding.merged(**overrides) if overrides else self.decoding
+    def check_decoding(self, config: DecodingConfig) -> None:
         check_transformers(config)
-        return config
 
     def _load(self, name: str) -> tuple[Any, Any]:
         assert self._device is not None
@@ -407,10 +402,3 @@ def _mean_logprobs(logits: tuple[Any, ...], new: Any, lengths: list[int]) -> lis
     steps = [torch.log_softmax(step.float(), dim=-1).gather(-1, new[:, t, None])[:, 0] for t, step in enumerate(logits)]
     per_token = torch.stack(steps, dim=1)
     return [per_token[i, :n].mean().item() if n else float("-inf") for i, n in enumerate(lengths)]
-
-
-def _check_messages(messages: list[dict[str, str]]) -> None:
-    if not all(isinstance(m, dict) and {"role", "content"} <= m.keys() for m in messages):
-        raise ConfigError(
-            f"TransformersGenerator: messages must be a list of {{'role': ..., 'content': ...}} dicts, got {messages!r}"
-        )

@@ -39,8 +39,8 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
-from rag.core.component import Component
 from rag.core.errors import ConfigError, GenerationError, MissingDependencyError, ModelLoadError
+from rag.generate.base import Generator
 from rag.generate.decoding import ENGINE_OPTIONS, DecodingConfig, check_supported, registered_scorer
 from rag.generate.prompt import passages_in
 from rag.generate.vllm_params import VLLM_SUPPORT, engine_kwargs, to_beam_search_params, to_sampling_params
@@ -55,7 +55,7 @@ Messages = list[dict[str, str]]
 _DTYPES = ("auto", "float16", "bfloat16", "float32")
 
 
-class VLLMGenerator(Component):
+class VLLMGenerator(Generator):
     """Generate chat replies with vLLM's in-process engine (`vllm.LLM`), on a GPU.
 
     `decoding` holds `DecodingConfig` options, validated here against what vLLM can do before anything
@@ -77,8 +77,6 @@ class VLLMGenerator(Component):
     waiting for each other.
     """
 
-    answer_modes: ClassVar[tuple[str, ...]] = ("extractive", "generate")
-    """Grounded mode needs citation markers enforced while tokens are chosen, which this backend does not do."""
     outputs: ClassVar[dict[str, Any]] = {"reply": str, "usage": dict[str, int], "candidates": list[dict[str, Any]]}
 
     def __init__(
@@ -93,9 +91,7 @@ class VLLMGenerator(Component):
         enforce_eager: bool = False,
         decoding: dict[str, Any] | None = None,
     ) -> None:
-        problems = []
-        if not isinstance(model, str) or not model.strip():
-            problems.append(f"model must be a non-empty model name or folder, got {model!r}")
+        problems = self.model_problem(model)
         if dtype not in _DTYPES:
             problems.append(f"dtype must be one of {', '.join(_DTYPES)}, got {dtype!r}")
         if not _is_number(gpu_memory_utilization) or not 0 < gpu_memory_utilization <= 1:
@@ -113,8 +109,7 @@ class VLLMGenerator(Component):
             problems.append(f"enforce_eager must be true or false, got {enforce_eager!r}")
         if problems:
             raise ConfigError("VLLMGenerator: " + "; ".join(problems))
-        self.decoding = DecodingConfig.from_dict(decoding or {})
-        _check_vllm(self.decoding)
+        self.decoding = self._decoding_settings(decoding)
         self.model = model
         self.dtype = dtype
         self.gpu_memory_utilization = float(gpu_memory_utilization)
@@ -183,8 +178,8 @@ class VLLMGenerator(Component):
         """
         config = self._config(decoding)
         if not messages:
-            return _empty()
-        _check_messages(messages)
+            return self.empty_reply()
+        self._check_messages(messages)
         (out,) = self._generate([messages], config)
         if on_token is not None and out["reply"]:
             on_token(out["reply"])
@@ -195,7 +190,7 @@ class VLLMGenerator(Component):
         config = self._config({**(decoding or {}), "stream": True})
         if not messages:
             return
-        _check_messages(messages)
+        self._check_messages(messages)
         (out,) = self._generate([messages], config)
         if out["reply"]:
             yield out["reply"]
@@ -212,16 +207,19 @@ class VLLMGenerator(Component):
             raise ConfigError(f"VLLMGenerator: batch must be a list of message lists, got {batch!r}")
         for messages in batch:
             if messages:
-                _check_messages(messages)
+                self._check_messages(messages)
         todo = [i for i, messages in enumerate(batch) if messages]
-        results = [_empty() for _ in batch]
+        results = [self.empty_reply() for _ in batch]
         if todo:
             for i, out in zip(todo, self._generate([batch[i] for i in todo], config), strict=True):
                 results[i] = out | {"reply": out["reply"].strip()}
         return results
 
+    def check_decoding(self, config: DecodingConfig) -> None:
+        _check_vllm(config)
+
     def _config(self, overrides: dict[str, Any] | None) -> DecodingConfig:
-        config = self.decoding.merged(**overrides) if overrides else self.decoding
+        config = super()._config(overrides)
         changed = sorted(name for name in ENGINE_OPTIONS if getattr(config, name) != getattr(self.decoding, name))
         if changed:
             asked = ", ".join(f"{name}={getattr(config, name)!r}" for name in changed)
@@ -230,7 +228,6 @@ class VLLMGenerator(Component):
                 "when it builds the engine; set them in the generator's decoding settings (a second VLLMGenerator "
                 "for another value)"
             )
-        _check_vllm(config)
         return config
 
     def _generate(self, batch: list[Messages], config: DecodingConfig) -> list[dict[str, Any]]:
@@ -321,19 +318,6 @@ def _check_vllm(config: DecodingConfig) -> None:
             "vllm cannot decode with this config: scorer='reranker' is not available (no reranker ships with rag); "
             "use 'mean_logprob', or register_scorer(name, fn) and set scorer to that name"
         )
-
-
-def _check_messages(messages: Messages) -> None:
-    if not isinstance(messages, list) or not all(
-        isinstance(m, dict) and {"role", "content"} <= m.keys() for m in messages
-    ):
-        raise ConfigError(
-            f"VLLMGenerator: messages must be a list of {{'role': ..., 'content': ...}} dicts, got {messages!r}"
-        )
-
-
-def _empty() -> dict[str, Any]:
-    return {"reply": "", "usage": {"prompt_tokens": 0, "completion_tokens": 0}, "candidates": []}
 
 
 def _is_int(value: object, low: int) -> bool:

@@ -239,3 +239,21 @@ def test_backend_support_by_name() -> None:
     assert backend_support("openai").name == "openai"
     with pytest.raises(ConfigError, match="unknown generator backend 'vlm' \\(did you mean 'vllm'\\?\\)"):
         backend_support("vlm")
+
+
+def test_every_generator_backend_keeps_the_one_generator_contract() -> None:
+    from rag.core.errors import ConfigError
+    from rag.generate.base import Generator
+    from rag.generate.openai_generator import OpenAIGenerator
+    from rag.generate.transformers_generator import TransformersGenerator
+    from rag.generate.vllm_generator import VLLMGenerator
+
+    for cls, args in ((TransformersGenerator, {}), (VLLMGenerator, {}), (OpenAIGenerator, {"model": "m"})):
+        generator = cls(**args)
+        assert isinstance(generator, Generator) and {"reply", "usage", "candidates"} <= set(generator.outputs)
+        assert generator.run([])["reply"] == ""  # nothing to answer from: no model, no request
+        with pytest.raises(ConfigError, match=f"{cls.__name__}: messages must be a list"):
+            generator.run([{"text": "no role"}])
+        with pytest.raises(ConfigError, match="model must be"):
+            cls(**{**args, "model": " "})
+    assert "grounded" in TransformersGenerator.answer_modes and "grounded" not in OpenAIGenerator.answer_modes
