@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from rag.cli import _decoding_overrides, main
+from rag.cli import main
+from rag.cli.ask import _decoding_overrides
 from rag.core.errors import ConfigError
 from rag.core.serialization import dump_pipeline
 from rag.generate.select import replace_generator

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from rag.cli_common import allow_option, emit, guard, json_option, out, progress_bar
+from rag.cli.common import allow_option, emit, guard, json_option, out, progress_bar
 
 __all__ = ["calibrate_answers_cmd", "eval_answers_cmd"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 from rich.table import Table
 
-from rag.cli_common import (
+from rag.cli.common import (
     address_option,
     allow_option,
     check_engine,

@@ -1,0 +1,185 @@
+"""`rag eval` (retrieval on a BEIR dataset) and `rag train reranker`."""
+
+from __future__ import annotations
+
+import click
+from rich.table import Table
+
+from rag.cli.common import (
+    allow_option,
+    emit,
+    guard,
+    json_option,
+    out,
+    pipeline_option,
+    progress_bar,
+)
+from rag.core.errors import ConfigError
+
+__all__ = ["eval_cmd", "train_group"]
+
+
+@click.command("eval")
+@click.argument("dataset_dir")
+@click.argument("compared", nargs=-1, metavar="[PIPELINE]...")
+@pipeline_option
+@click.option("--compare", "compare", is_flag=True, help="Evaluate the PIPELINEs given after it into one table.")
+@allow_option
+@click.option("--split", default="test", show_default=True, help="Which qrels/SPLIT.tsv to score against.")
+@click.option("--top-k", type=click.IntRange(min=1), default=100, show_default=True, help="Documents ranked per query.")
+@click.option(
+    "--chunking",
+    type=click.Choice(["document", "pipeline"]),
+    default="document",
+    show_default=True,
+    help="Index each document whole, or cut it with the pipeline's chunker (documents ranked by their best chunk).",
+)
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Use only the first N queries.")
+@click.option("--run-file", type=click.Path(dir_okay=False), default=None, help="Write the ranking in TREC run format.")
+@click.option("--plot", type=click.Path(dir_okay=False), default=None, help="Draw nDCG@10 against latency into a PNG.")
+@click.option("--no-cache", is_flag=True, help="Do not read or fill the document embedding cache.")
+@json_option
+def eval_cmd(
+    dataset_dir: str,
+    compared: tuple[str, ...],
+    pipeline: str | None,
+    compare: bool,
+    allowed: tuple[str, ...],
+    split: str,
+    top_k: int,
+    chunking: str,
+    limit: int | None,
+    run_file: str | None,
+    plot: str | None,
+    no_cache: bool,
+    as_json: bool,
+) -> None:
+    """Score retrieval on the BEIR-format dataset in DATASET_DIR (nDCG@10, recall, MRR, MAP, speed).
+
+    One pipeline (--pipeline, default "default"), or several side by side: --compare P1 P2 ...
+    """
+    from rag.api import DEFAULT_PIPELINE
+    from rag.core.serialization import load_pipeline
+    from rag.eval.beir import load_beir
+    from rag.eval.plot import plot_quality_latency
+    from rag.eval.runner import evaluate, write_run_file
+
+    with guard(as_json), progress_bar(True) as progress:
+        if compare != bool(compared):
+            raise ConfigError("name the pipelines to compare after --compare (rag eval DIR --compare P1 P2 ...)")
+        if pipeline and compare:
+            raise ConfigError("give either --pipeline or --compare, not both")
+        if run_file and len(compared) > 1:
+            raise ConfigError("--run-file writes one pipeline's ranking; use it with --pipeline")
+        dataset = load_beir(dataset_dir, split)
+        if limit is not None:
+            dataset = dataset.first_queries(limit)
+        names = list(compared) or [pipeline or DEFAULT_PIPELINE]
+        pipelines = [load_pipeline(name, allowed) for name in names]  # every file checked before any indexing
+        reports = [
+            evaluate(dataset, p, top_k=top_k, chunking=chunking, use_cache=not no_cache, progress=progress)
+            for p in pipelines
+        ]
+        if run_file:
+            write_run_file(reports[0], run_file)
+        if plot:
+            plot_quality_latency(reports, plot)
+    data = [report.to_dict() for report in reports]
+    if as_json:
+        emit(data[0] if len(data) == 1 else {"dataset": dataset.name, "split": split, "pipelines": data})
+        return
+    table = Table(title=f"{dataset.name} ({split}, {len(dataset.queries)} queries)")
+    for column in ("pipeline", *data[0]["metrics"], "QPS", "p50 ms", "p95 ms"):
+        table.add_column(column, justify="left" if column == "pipeline" else "right")
+    for row in data:
+        table.add_row(
+            row["pipeline"],
+            *(f"{value:.4f}" for value in row["metrics"].values()),
+            f"{row['qps']:.1f}",
+            f"{row['latency_ms']['p50']:.1f}",
+            f"{row['latency_ms']['p95']:.1f}",
+        )
+    out.print(table)
+    for row in data:
+        index = row["index"]
+        for name, part in index["parts"].items():
+            reused = "reused" if part["reused"] else f"built in {part['build_seconds']:.1f} s"
+            click.echo(f"{row['pipeline']}: {name} index {part['path']} ({reused})", err=True)
+
+
+@click.group("train")
+def train_group() -> None:
+    """Train models from your own relevance labels."""
+
+
+@train_group.command("reranker")
+@click.argument("dataset_dir")
+@click.option("--split", default="train", show_default=True, help="Which qrels/SPLIT.tsv to learn from.")
+@click.option(
+    "--base-model",
+    default="sentence-transformers/all-MiniLM-L6-v2",
+    show_default=True,
+    help="Model to fine-tune (hub name or folder).",
+)
+@click.option("--out", default=None, help="Model folder [default: ~/.cache/rag/models/reranker-DATASET].")
+@click.option(
+    "--pipeline", default="bm25", show_default=True, help="Pipeline whose retrievers mine the hard negatives."
+)
+@allow_option
+@click.option("--negatives", type=click.IntRange(min=1), default=4, show_default=True, help="Hard negatives per query.")
+@click.option(
+    "--random-negatives", type=click.IntRange(min=0), default=0, show_default=True, help="Random negatives per query."
+)
+@click.option("--epochs", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=2e-5, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
+@click.option("--max-length", type=click.IntRange(min=8), default=256, show_default=True, help="Tokens per pair.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@json_option
+def train_reranker_cmd(
+    dataset_dir: str,
+    split: str,
+    base_model: str,
+    out: str | None,
+    pipeline: str,
+    allowed: tuple[str, ...],
+    negatives: int,
+    random_negatives: int,
+    epochs: int,
+    learning_rate: float,
+    batch_size: int,
+    max_length: int,
+    device: str,
+    as_json: bool,
+) -> None:
+    """Fine-tune a cross-encoder reranker on the BEIR-format labels in DATASET_DIR (see docs/reranking.md)."""
+    from rag.core.serialization import load_pipeline
+    from rag.eval.beir import load_beir
+    from rag.models import cache_dir
+    from rag.rerank.train import train_reranker
+
+    with guard(as_json), progress_bar(True) as progress:
+        dataset = load_beir(dataset_dir, split)
+        target = out or str(cache_dir() / "models" / f"reranker-{dataset.name}")
+        report = train_reranker(
+            dataset,
+            load_pipeline(pipeline, allowed),
+            target,
+            base_model=base_model,
+            negatives=negatives,
+            random_negatives=random_negatives,
+            epochs=epochs,
+            learning_rate=learning_rate,
+            batch_size=batch_size,
+            max_length=max_length,
+            device=device,
+            progress=progress,
+        )
+    if as_json:
+        emit(report.to_dict())
+        return
+    click.echo(
+        f"trained {report.out} from {report.base_model} on {report.dataset}/{report.split}: {report.queries} queries, "
+        f"{report.positives} positive and {report.negatives} negative pairs, {report.epochs} epoch(s), "
+        f"{report.seconds:.0f} s"
+    )

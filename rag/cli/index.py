@@ -1,0 +1,125 @@
+"""`rag index` and `rag query`."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from rich.table import Table
+
+from rag.cli.common import (
+    address_option,
+    allow_option,
+    check_engine,
+    emit,
+    engine_option,
+    guard,
+    index_dir_option,
+    index_option,
+    index_path,
+    json_option,
+    out,
+    pipeline_option,
+    print_hits,
+    progress_bar,
+)
+
+__all__ = ["index_cmd", "query_cmd"]
+
+
+@click.command("index")
+@click.argument("path")
+@index_option
+@index_dir_option
+@pipeline_option
+@allow_option
+@click.option("--strict", is_flag=True, help="Fail (and write nothing) if any file cannot be read.")
+@click.option("--rebuild", is_flag=True, help="Build the index anew, replacing the old one when done.")
+@click.option("--wait", type=float, default=0.0, help="Seconds to wait for another run holding the index.")
+@engine_option
+@address_option
+@json_option
+def index_cmd(
+    path: str,
+    index: str,
+    index_dir: str | None,
+    pipeline: str | None,
+    allowed: tuple[str, ...],
+    strict: bool,
+    rebuild: bool,
+    wait: float,
+    engine: str,
+    address: str | None,
+    as_json: bool,
+) -> None:
+    """Index the documents in folder PATH (only new and changed files are embedded).
+
+    With --engine ray, reading, chunking and embedding run as Ray Data jobs (see docs/scaling.md).
+    """
+    from rag.api import RAG
+
+    with guard(as_json), progress_bar(True) as progress:
+        rag = RAG(index_path(index, index_dir), pipeline, allowed)
+        if check_engine(engine, address) == "ray":
+            from rag.distributed.ray_engine import RayEngine
+            from rag.indexer import index_folder
+
+            ray_engine = RayEngine(address=address, staging=rag.folder.root)
+            report = index_folder(
+                path,
+                rag.folder.root,
+                rag.pipeline,
+                strict=strict,
+                rebuild=rebuild,
+                wait=wait,
+                progress=progress,
+                engine=ray_engine,
+            )
+        else:
+            report = rag.index(path, strict=strict, rebuild=rebuild, wait=wait, progress=progress)
+    data = report.to_dict()
+    nothing_indexed = report.failed and not (report.added + report.changed + report.unchanged)
+    if as_json:
+        emit(data)
+    else:
+        files = data["files"]
+        table = Table(show_header=True, header_style="bold")
+        for column in (*files, "chunks", "embedded", "seconds"):
+            table.add_column(column, justify="right")
+        table.add_row(
+            *(str(v) for v in files.values()),
+            str(report.chunks_total),
+            str(report.chunks_embedded),
+            f"{report.seconds:.1f}",
+        )
+        out.print(table)
+        for failure in report.failures:
+            click.echo(f"skipped {failure['path']}: {failure['reason']}", err=True)
+    if nothing_indexed:
+        click.echo("error: no file could be indexed; see the reasons above", err=True)
+        sys.exit(1)
+
+
+@click.command("query")
+@click.argument("text")
+@index_option
+@index_dir_option
+@pipeline_option
+@allow_option
+@click.option("--top-k", type=click.IntRange(min=1), default=None, help="Number of hits.")
+@json_option
+def query_cmd(
+    text: str,
+    index: str,
+    index_dir: str | None,
+    pipeline: str | None,
+    allowed: tuple[str, ...],
+    top_k: int | None,
+    as_json: bool,
+) -> None:
+    """Retrieve the chunks that best match TEXT."""
+    from rag.api import RAG
+
+    with guard(as_json):
+        hits = RAG(index_path(index, index_dir), pipeline, allowed).query(text, top_k=top_k)
+    print_hits(hits, as_json)

@@ -1,0 +1,155 @@
+"""`rag serve`: the HTTP API, locally or on Ray Serve."""
+
+from __future__ import annotations
+
+import click
+
+from rag.cli.common import (
+    address_option,
+    allow_option,
+    check_engine,
+    guard,
+    index_dir_option,
+    index_option,
+    index_path,
+)
+from rag.core.errors import ConfigError
+
+__all__ = ["serve_cmd"]
+
+
+@click.command("serve")
+@index_option
+@index_dir_option
+@click.option(
+    "--pipeline",
+    "pipelines",
+    multiple=True,
+    help="Pipeline to serve (name or YAML path); repeat to serve several, chosen by `model` in OpenAI "
+    "requests (the first is the default) [default: the index's own].",
+)
+@allow_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="Port to listen on.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Worker processes.")
+@click.option(
+    "--api-keys-file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="File with one API key per line (also: $RAG_API_KEYS, comma-separated). None: no authentication.",
+)
+@click.option(
+    "--cors-origin", "cors_origins", multiple=True, help="Origin allowed by CORS; repeatable [default: none]."
+)
+@click.option(
+    "--max-top-k", type=click.IntRange(min=1), default=50, show_default=True, help="Largest top_k a request may ask."
+)
+@click.option("--max-tokens", type=click.IntRange(min=1), default=1024, show_default=True, help="Largest max_tokens.")
+@click.option(
+    "--max-body-mb", type=click.FloatRange(min=0.001), default=1.0, show_default=True, help="Request body limit."
+)
+@click.option(
+    "--max-upload-mb", type=click.FloatRange(min=0.001), default=20.0, show_default=True, help="Upload limit."
+)
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="uvicorn in this process (--workers), or a Ray Serve deployment (needs pip install 'rag[ray]').",
+)
+@address_option
+@click.option("--replicas", type=click.IntRange(min=1), default=1, show_default=True, help="Ray Serve replicas.")
+@click.option(
+    "--autoscale",
+    default=None,
+    metavar="MIN-MAX",
+    help="Ray Serve autoscaling between MIN and MAX replicas (instead of --replicas), e.g. 1-4.",
+)
+@click.option(
+    "--target-requests",
+    type=click.FloatRange(min=0, min_open=True),
+    default=2.0,
+    show_default=True,
+    help="Ongoing requests per replica the autoscaler aims at.",
+)
+@click.option("--replica-cpus", type=click.FloatRange(min=0), default=1.0, show_default=True, help="CPUs per replica.")
+@click.option("--replica-gpus", type=click.FloatRange(min=0), default=0.0, show_default=True, help="GPUs per replica.")
+def serve_cmd(
+    index: str,
+    index_dir: str | None,
+    pipelines: tuple[str, ...],
+    allowed: tuple[str, ...],
+    host: str,
+    port: int,
+    workers: int,
+    api_keys_file: str | None,
+    cors_origins: tuple[str, ...],
+    max_top_k: int,
+    max_tokens: int,
+    max_body_mb: float,
+    max_upload_mb: float,
+    engine: str,
+    address: str | None,
+    replicas: int,
+    autoscale: str | None,
+    target_requests: float,
+    replica_cpus: float,
+    replica_gpus: float,
+) -> None:
+    """Serve the index over HTTP: native and OpenAI-compatible endpoints, and a web page at /.
+
+    With --engine ray the app is deployed with Ray Serve: --replicas or --autoscale MIN-MAX,
+    --replica-cpus/--replica-gpus per replica (see docs/scaling.md).
+    """
+    import logging
+
+    from rag.core.errors import MissingDependencyError
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
+    with guard(False):
+        try:
+            from rag.serve.app import serve
+            from rag.serve.settings import ServerSettings, load_api_keys
+        except ImportError as exc:
+            raise MissingDependencyError(exc.name or "fastapi", "serve", "rag serve") from exc
+        settings = ServerSettings(
+            index=index_path(index, index_dir),
+            pipelines=pipelines or (None,),
+            allowed=allowed,
+            api_keys=load_api_keys(api_keys_file),
+            api_keys_file=api_keys_file,
+            host=host,
+            cors_origins=cors_origins,
+            max_top_k=max_top_k,
+            max_tokens=max_tokens,
+            max_body_mb=max_body_mb,
+            max_upload_mb=max_upload_mb,
+        )
+        if check_engine(engine, address) == "ray":
+            from rag.distributed.ray_serve import RayServeSettings, serve_with_ray
+
+            if workers != 1:
+                raise ConfigError("--workers is for the local engine; with --engine ray give --replicas or --autoscale")
+            low, high = _replica_range(autoscale) if autoscale else (1, 1)
+            deploy = RayServeSettings(
+                replicas=replicas,
+                autoscaling=autoscale is not None,
+                min_replicas=low,
+                max_replicas=high,
+                target_ongoing_requests=target_requests,
+                num_cpus=replica_cpus,
+                num_gpus=replica_gpus,
+                address=address,
+            )
+            serve_with_ray(settings, deploy, port=port)
+            return
+        serve(settings, port=port, workers=workers)
+
+
+def _replica_range(text: str) -> tuple[int, int]:
+    """MIN-MAX of --autoscale."""
+    low, sep, high = text.partition("-")
+    if not (sep and low.strip().isdigit() and high.strip().isdigit()):
+        raise ConfigError(f"--autoscale must be MIN-MAX replicas, like 1-4; got {text!r}")
+    return int(low), int(high)
