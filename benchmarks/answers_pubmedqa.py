@@ -27,7 +27,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from report import DATA, command_line, header, markdown_table, write_section
 
 from rag.eval.answers import load_pubmedqa
-from rag.models import cache_dir
+from rag.runtime.cache import cache_dir
 
 ROWS = (
     ("retrieval_hit_rate", "the question's own abstract is among the passages given to the generator"),

@@ -30,7 +30,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from report import DATA, command_line, header, markdown_table, write_section
 
-from rag.models import cache_dir
+from rag.runtime.cache import cache_dir
 
 BEFORE_COMMIT = "8d23d3d"
 ROWS = (

@@ -356,7 +356,7 @@ def section_serve(rec: Recorder, docs: list[dict[str, str]], port: int = 8011) -
     from concurrent.futures import ThreadPoolExecutor
 
     from rag.generate.openai_generator import OpenAIGenerator
-    from rag.models import resolve_model
+    from rag.runtime.models import resolve_model
 
     folder = resolve_model(MODEL)
     command = [

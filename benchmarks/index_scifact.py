@@ -32,7 +32,7 @@ from rag.api import RAG
 from rag.core.serialization import load_pipeline
 from rag.embed.dense import SentenceTransformerEmbedder
 from rag.indexer import retrievers
-from rag.models import resolve_model
+from rag.runtime.models import resolve_model
 from rag.store.chunk_store import ChunkStore
 from rag.store.index_folder import IndexFolder
 

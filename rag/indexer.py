@@ -28,7 +28,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from rag import __version__
 from rag.core.errors import IncompatibleIndexError, InputPathError, LoaderError
 from rag.core.pipeline import IndexingSettings, Pipeline
 from rag.core.types import Chunk
@@ -37,6 +36,7 @@ from rag.ingest.walk import walk_folder
 from rag.retrieve.base import Retriever
 from rag.store.chunk_store import ChunkStore, FileRecord
 from rag.store.index_folder import FORMAT_VERSION, IndexFolder
+from rag.version import __version__
 
 __all__ = [
     "FileToRead",

@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 
 from rag.core.errors import ModelLoadError
-from rag.generate import gguf_cache
-from rag.models import cache_dir, is_wordllama_folder, load_sentence_transformer, packaged_path, resolve_model
+from rag.runtime import gguf_cache
+from rag.runtime.cache import cache_dir
+from rag.runtime.models import is_wordllama_folder, load_sentence_transformer, packaged_path, resolve_model
 
 SMOLLM2 = "HuggingFaceTB/SmolLM2-135M-Instruct"
 needs_smollm2 = pytest.mark.skipif(

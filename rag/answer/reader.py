@@ -8,7 +8,7 @@ from rag.answer.extractive import AnswerCalibration, Reading, SentenceEmbedder, 
 from rag.core.component import Component
 from rag.core.errors import ConfigError
 from rag.core.types import Hit
-from rag.devices import TORCH_DEVICES
+from rag.runtime.devices import TORCH_DEVICES
 
 __all__ = ["SentenceReader"]
 

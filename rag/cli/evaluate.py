@@ -155,8 +155,8 @@ def train_reranker_cmd(
     """Fine-tune a cross-encoder reranker on the BEIR-format labels in DATASET_DIR (see docs/reranking.md)."""
     from rag.core.serialization import load_pipeline
     from rag.eval.beir import load_beir
-    from rag.models import cache_dir
-    from rag.rerank.train import train_reranker
+    from rag.runtime.cache import cache_dir
+    from rag.train.reranker import train_reranker
 
     with guard(as_json), progress_bar(True) as progress:
         dataset = load_beir(dataset_dir, split)

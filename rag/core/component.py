@@ -21,6 +21,7 @@ import typing
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, TypeVar
 
+from rag.core.builtins import type_name
 from rag.core.errors import ConfigError
 
 __all__ = ["Component", "InputSocket", "Variadic", "input_sockets", "plain_settings"]
@@ -72,8 +73,6 @@ class Component:
         raise NotImplementedError(f"{type(self).__name__} does not implement run()")
 
     def to_dict(self) -> dict[str, Any]:
-        from rag.core.registry import type_name
-
         return {"type": type_name(type(self)), "init": self.settings}
 
     def __eq__(self, other: object) -> bool:

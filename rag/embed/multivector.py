@@ -16,7 +16,7 @@ projection(s) and its `query_prefix` / `document_prefix` marker tokens; a Stanfo
 checkpoint (a `linear.weight` tensor beside the encoder's weights) gets its projection and the
 [unused0] / [unused1] markers. Markers go right after the leading [CLS], as both do. A hub name
 is first fetched (or found in the cache) as a local snapshot; packaged names resolve through
-`rag.models`. torch and transformers are imported by `load()`, not by this module.
+`rag.runtime.models`. torch and transformers are imported by `load()`, not by this module.
 
 `maxsim` and `maxsim_packed` are the pure numpy late-interaction scores.
 """
@@ -35,8 +35,8 @@ from typing import Any
 import numpy as np
 
 from rag.core.errors import ConfigError, MissingDependencyError, ModelLoadError
-from rag.devices import TORCH_DEVICES, torch_device
-from rag.models import resolve_model
+from rag.runtime.devices import TORCH_DEVICES, torch_device
+from rag.runtime.models import resolve_model
 
 __all__ = ["ModelLayout", "MultiVectorEmbedder", "maxsim", "maxsim_packed", "model_layout"]
 

@@ -8,7 +8,7 @@ slower there, so documents stay on PyTorch (see docs/retrieval.md, "Query backen
 `onnx_query_model(model)` returns a copy of a loaded `SentenceTransformer` whose transformer runs an
 ONNX export of the same weights; tokenization, prompts, pooling and normalisation stay
 sentence-transformers' own. The copy is checked against the original on a probe query before use.
-Exports are cached under `rag.models.cache_dir() / "onnx"`, keyed by the model's configuration and a
+Exports are cached under `rag.runtime.cache.cache_dir() / "onnx"`, keyed by the model's configuration and a
 fingerprint of its weights, and written atomically (a temporary file renamed into place).
 """
 
@@ -29,7 +29,7 @@ import torch
 from transformers.modeling_outputs import BaseModelOutput
 
 from rag.core.errors import MissingDependencyError, ModelLoadError
-from rag.models import cache_dir
+from rag.runtime.cache import cache_dir
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer

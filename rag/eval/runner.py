@@ -37,8 +37,8 @@ from rag.eval.beir import BeirDataset
 from rag.eval.metrics import evaluate_run, mean
 from rag.index.files import read_json, write_json
 from rag.indexer import Progress, retrievers, update_retriever, write_manifest
-from rag.models import cache_dir
 from rag.retrieve.base import Retriever
+from rag.runtime.cache import cache_dir
 from rag.store.chunk_store import ChunkStore, FileRecord
 from rag.store.index_folder import IndexFolder
 

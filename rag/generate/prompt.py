@@ -143,7 +143,7 @@ class PromptBuilder(Component):
             from transformers import AutoTokenizer
         except ImportError as exc:
             raise MissingDependencyError("transformers", "generate", "PromptBuilder(max_context_tokens=...)") from exc
-        from rag.models import resolve_model
+        from rag.runtime.models import resolve_model
 
         self._tokenizer = AutoTokenizer.from_pretrained(resolve_model(self.tokenizer))
 

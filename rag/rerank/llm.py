@@ -23,8 +23,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from rag.core.errors import ConfigError
-from rag.devices import TORCH_DEVICES, torch_device
 from rag.rerank.base import Reranker
+from rag.runtime.devices import TORCH_DEVICES, torch_device
 
 __all__ = ["DEFAULT_PROMPTS", "METHODS", "LLMReranker", "left_pad"]
 

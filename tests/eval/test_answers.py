@@ -227,7 +227,7 @@ def test_shipped_pipelines_without_a_generator_are_refused_by_the_cli(tmp_path: 
 @pytest.mark.slow
 def test_default_pipeline_on_two_pubmedqa_questions(tmp_path: Path) -> None:
     from rag.eval.answers import default_judge
-    from rag.models import packaged_path
+    from rag.runtime.models import packaged_path
 
     if not PUBMEDQA.is_dir():
         pytest.skip(f"PubMedQA is not at {PUBMEDQA}")

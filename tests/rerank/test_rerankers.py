@@ -13,7 +13,7 @@ from rag.core.types import Chunk, Hit
 from rag.eval.beir import load_beir
 from rag.rerank.base import Reranker
 from rag.rerank.cross_encoder import CrossEncoderReranker
-from rag.rerank.train import mine_pairs, train_reranker
+from rag.train.reranker import mine_pairs, train_reranker
 from tests.eval.conftest import write_beir
 from tests.indexing_helpers import fake_pipeline
 

@@ -11,8 +11,8 @@ import pytest
 import rag.retrieve.dense
 from rag.core.errors import ConfigError, IndexStoreError, MissingDependencyError, ModelLoadError
 from rag.embed.dense import SentenceTransformerEmbedder
-from rag.models import resolve_model
 from rag.retrieve.dense import DenseRetriever
+from rag.runtime.models import resolve_model
 from tests.retrieve.test_bm25_retriever import CHUNKS, DictLookup, chunk
 
 

@@ -18,8 +18,8 @@ from rag.core.serialization import load_pipeline
 from rag.embed.splade import SpladeEmbedder
 from rag.indexer import index_folder
 from rag.ingest.chunkers.recursive import RecursiveChunker
-from rag.models import packaged_path
 from rag.retrieve.splade import SpladeRetriever
+from rag.runtime.models import packaged_path
 from tests.indexing_helpers import check_consistent
 from tests.retrieve.test_bm25_retriever import CHUNKS, DictLookup, chunk
 from tests.retrieve.test_dense_retriever import PASSAGES

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rag.core.errors import ConfigError, MissingDependencyError, ModelLoadError, RagError
-from rag.models import resolve_model
+from rag.runtime.models import resolve_model
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer

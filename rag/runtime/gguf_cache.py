@@ -2,7 +2,7 @@
 
 Loading a GGUF file through transformers dequantizes every tensor (40-45 s for SmolLM2-135M on
 two cores); the converted folder reloads in about a second. The folder lives under
-`rag.models.cache_dir() / "models" / <name>` and is written atomically: the conversion goes into
+`rag.runtime.cache.cache_dir() / "models" / <name>` and is written atomically: the conversion goes into
 a temporary folder beside it, which is renamed into place only when complete, under a file lock,
 so two processes never convert at once and a crash never leaves a folder that looks valid.
 A folder counts as valid when its marker file names the same source file, size and format.
@@ -32,7 +32,7 @@ _FORMAT = 1
 
 def cached_folder(name: str) -> Path:
     """Where the converted copy of model `name` lives (it may not exist yet)."""
-    from rag.models import cache_dir
+    from rag.runtime.cache import cache_dir
 
     return cache_dir() / "models" / name
 

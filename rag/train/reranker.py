@@ -24,11 +24,11 @@ from typing import Any
 
 from rag.core.errors import ConfigError, MissingDependencyError
 from rag.core.pipeline import Pipeline
-from rag.devices import torch_device
 from rag.eval.beir import BeirDataset
 from rag.eval.runner import evaluate
 from rag.indexer import Progress
-from rag.models import resolve_model
+from rag.runtime.devices import torch_device
+from rag.runtime.models import resolve_model
 
 __all__ = ["TrainingReport", "mine_pairs", "train_reranker"]
 
