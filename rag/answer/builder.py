@@ -107,7 +107,9 @@ class AnswerBuilder(Component):
         best = ranked[0][1]
         chosen = [ranked[0]] + [pair for pair in ranked[1 : self.max_sentences] if pair[1] >= best / 2]
         chosen.sort(key=lambda pair: (position[pair[0].hit.id], pair[0].start))
-        pieces = [(sentence.text, (position[sentence.hit.id],), probability) for sentence, probability in chosen]
+        pieces: list[tuple[str, tuple[int, ...], float]] = [
+            (sentence.text, (position[sentence.hit.id],), probability) for sentence, probability in chosen
+        ]
         decision = decide(reading, reading.calibration.polar)
         text, claims = _compose(pieces, f"{decision.capitalize()}. " if decision else "")
         citations = [

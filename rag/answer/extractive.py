@@ -25,7 +25,7 @@ import numpy as np
 
 from rag.answer.linear import LinearModel
 from rag.answer.sentences import PassageSentence, passage_sentences, terms
-from rag.core.errors import ConfigError, InputPathError
+from rag.core.errors import ConfigError, InputPathError, InvalidArgumentError
 from rag.core.types import Hit
 
 __all__ = [
@@ -204,7 +204,7 @@ def gather_evidence(question: str, sentences: list[PassageSentence], similaritie
 def answerability_features(evidence: Evidence, logits: np.ndarray) -> np.ndarray:
     """The `ANSWERABILITY_FEATURES` of one question, given each sentence's logit of holding the answer."""
     if not evidence.sentences:
-        raise ValueError("answerability needs at least one candidate sentence")
+        raise InvalidArgumentError("answerability needs at least one candidate sentence")
     order = np.argsort(-logits, kind="stable")
     best = int(order[0])
     sentence = evidence.sentences[best]

@@ -91,7 +91,9 @@ def eval_answers_cmd(
         if is_question_set(dataset_dir):
             from rag.eval.qa_answers import evaluate_qa
 
-            reports = [evaluate_qa(loaded, dataset_dir, split, mode, limit, progress=progress) for mode in modes]
+            reports: list[Any] = [
+                evaluate_qa(loaded, dataset_dir, split, mode, limit, progress=progress) for mode in modes
+            ]
         else:
             from rag.eval.answers import default_judge, evaluate_answers
 

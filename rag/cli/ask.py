@@ -175,7 +175,7 @@ def _decoding_overrides(
         "num_beams": num_beams,
         "best_of": best_of,
     }
-    decoding = {name: value for name, value in given.items() if value is not None}
+    decoding: dict[str, Any] = {name: value for name, value in given.items() if value is not None}
     if num_beams is not None and strategy is None:
         decoding["strategy"] = "beam"
     if best_of is not None and strategy is None:

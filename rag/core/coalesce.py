@@ -13,6 +13,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from rag.core.errors import BrokenContractError
+
 __all__ = ["Coalescer"]
 
 T = TypeVar("T")
@@ -58,7 +60,7 @@ class Coalescer(Generic[T, R]):
         try:
             results: Sequence[Any] = self._fn([c.item for c in batch])
             if len(results) != len(batch):
-                raise RuntimeError(f"{self._fn!r} returned {len(results)} results for {len(batch)} items")
+                raise BrokenContractError(f"{self._fn!r} returned {len(results)} results for {len(batch)} items")
         except BaseException as exc:  # handed to every caller of this call
             results = [exc] * len(batch)
         with self._changed:

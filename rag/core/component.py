@@ -69,14 +69,14 @@ class Component:
     def warm_up(self) -> None:
         """Load heavy state. The default has nothing to load."""
 
-    def run(self, **inputs: Any) -> dict[str, Any]:
+    def run(self, *args: Any, **inputs: Any) -> dict[str, Any]:
         raise NotImplementedError(f"{type(self).__name__} does not implement run()")
 
     def to_dict(self) -> dict[str, Any]:
         return {"type": type_name(type(self)), "init": self.settings}
 
     def __eq__(self, other: object) -> bool:
-        return type(self) is type(other) and self.settings == other.settings  # type: ignore[union-attr]
+        return type(self) is type(other) and self.settings == other.settings
 
     def __hash__(self) -> int:
         return id(self)

@@ -9,6 +9,8 @@
     ├── GenerationError          a generator failed while generating
     │   └── GenerationCancelled  the consumer of a stream stopped reading (raised from on_token)
     ├── InputPathError           a folder or file given by the user does not exist or is unusable
+    ├── InvalidArgumentError     an argument of a library call that cannot be used (also a ValueError)
+    ├── BrokenContractError      a part broke its own contract: a wrong number of results (also a RuntimeError)
     └── IndexStoreError          an index folder that cannot be used
         ├── IndexNotFoundError
         ├── IncompatibleIndexError   other format version, embedding model or chunker
@@ -20,6 +22,7 @@ Every message says what was wrong, the value received, and what to do.
 from __future__ import annotations
 
 __all__ = [
+    "BrokenContractError",
     "ConfigError",
     "GenerationCancelled",
     "GenerationError",
@@ -28,6 +31,7 @@ __all__ = [
     "IndexNotFoundError",
     "IndexStoreError",
     "InputPathError",
+    "InvalidArgumentError",
     "LoaderError",
     "MissingDependencyError",
     "ModelLoadError",
@@ -86,6 +90,14 @@ class GenerationCancelled(GenerationError):
 
 class InputPathError(RagError):
     """A path given by the user does not exist or cannot be used."""
+
+
+class InvalidArgumentError(RagError, ValueError):
+    """An argument of a library call that cannot be used (an array of the wrong shape, an unknown name)."""
+
+
+class BrokenContractError(RagError, RuntimeError):
+    """A part broke its own contract (a batch function returned the wrong number of results)."""
 
 
 class IndexStoreError(RagError):

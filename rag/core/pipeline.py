@@ -166,7 +166,7 @@ class Pipeline:
         routed: dict[str, list[tuple[str, str]]] = {}
         for name in inputs:
             if isinstance(inputs, Mapping):
-                targets = [tuple(t.partition(".")[::2]) for t in inputs[name]]
+                targets = [(t.partition(".")[0], t.partition(".")[2]) for t in inputs[name]]
                 for comp, sock in targets:
                     if (comp, sock) not in free:
                         raise PipelineError(
@@ -363,7 +363,7 @@ class Pipeline:
 
 
 def _name(tp: Any) -> str:
-    return getattr(tp, "__name__", None) if isinstance(tp, type) else str(tp).replace("typing.", "")
+    return tp.__name__ if isinstance(tp, type) else str(tp).replace("typing.", "")
 
 
 def _compatible(sent: Any, accepted: Any) -> bool:

@@ -133,7 +133,7 @@ def shipped_pipelines() -> dict[str, Path]:
     return {p.stem: p for p in sorted(folder.glob("*.yaml"))} if folder.is_dir() else {}
 
 
-def find_pipeline(name_or_path: str | Path) -> Path:
+def find_pipeline(name_or_path: str | os.PathLike[str]) -> Path:
     """The file for a pipeline given by path or by the name of a file in `pipelines/`."""
     path = Path(name_or_path).expanduser()
     if path.is_file():
@@ -148,7 +148,7 @@ def find_pipeline(name_or_path: str | Path) -> Path:
     )
 
 
-def load_pipeline(name_or_path: str | Path, allowed: Collection[str] = ()) -> Pipeline:
+def load_pipeline(name_or_path: str | os.PathLike[str], allowed: Collection[str] = ()) -> Pipeline:
     """Load a pipeline by file path or shipped name; `allowed` lists extra classes by dotted name."""
     path = find_pipeline(name_or_path)
     try:

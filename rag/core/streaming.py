@@ -13,7 +13,7 @@ import asyncio
 import logging
 import queue
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, Callable, Generator
 from typing import Any
 
 from rag.core.errors import GenerationCancelled
@@ -47,7 +47,7 @@ def _start(call: StreamingCall, put: Callable[[tuple[str, Any]], None], stop: th
     threading.Thread(target=work, name=name, daemon=True).start()
 
 
-def stream_call(call: StreamingCall, name: str = "rag-stream") -> Iterator[tuple[str, Any]]:
+def stream_call(call: StreamingCall, name: str = "rag-stream") -> Generator[tuple[str, Any], None, None]:
     """`("piece", text)` items as `call` reports them, then `("result", value)`; see the module docstring."""
     items: queue.Queue[tuple[str, Any]] = queue.Queue()
     stop = threading.Event()
@@ -64,7 +64,7 @@ def stream_call(call: StreamingCall, name: str = "rag-stream") -> Iterator[tuple
         stop.set()
 
 
-async def astream_call(call: StreamingCall, name: str = "rag-stream") -> AsyncIterator[tuple[str, Any]]:
+async def astream_call(call: StreamingCall, name: str = "rag-stream") -> AsyncGenerator[tuple[str, Any], None]:
     """`stream_call` for async readers: the worker hands items to the running event loop."""
     loop = asyncio.get_running_loop()
     items: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()

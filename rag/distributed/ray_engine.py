@@ -40,7 +40,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from rag.core.errors import ConfigError
+from rag.core.errors import BrokenContractError, ConfigError
 from rag.core.pipeline import IndexingSettings, Pipeline
 from rag.core.types import Chunk
 from rag.distributed import import_ray
@@ -115,7 +115,7 @@ class RayEngine:
         for n in range(len(files)):
             found = sorted(by_file.get(n, ()), key=lambda r: r["k"])
             if not found:  # never expected: every file yields at least one row
-                raise RuntimeError(f"the Ray read job returned nothing for {files[n].rel}")
+                raise BrokenContractError(f"the Ray read job returned nothing for {files[n].rel}")
             if found[0]["error"] is not None:
                 yield found[0]["error"]
             else:

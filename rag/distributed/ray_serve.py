@@ -108,7 +108,7 @@ def build_application(settings: ServerSettings, deploy: RayServeSettings) -> Any
             env.setdefault(name, os.environ[name])
     options = deploy.deployment_options()
     options["ray_actor_options"]["runtime_env"] = {"env_vars": env}
-    deployment = serve.deployment(serve.ingress(app_from_env)(), **options)
+    deployment: Any = serve.deployment(serve.ingress(app_from_env)(), **options)
     return deployment.bind()
 
 

@@ -24,6 +24,7 @@ ever silently skipped.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import heapq
 import json
@@ -127,7 +128,7 @@ def index_sharded(
                     wait=wait,
                     progress=progress,
                     engine=engine,
-                    select=lambda rel, n=n: shard_of(rel, shards) == n,
+                    select=functools.partial(_in_shard, shards=shards, n=n),
                 )
             )
         manifest = {
@@ -339,3 +340,8 @@ def _live_generation(root: Path, shard: Path) -> Path:
             "it, or rebuild the sharded index with `rag shard index FOLDER --rebuild`"
         )
     return generation
+
+
+def _in_shard(rel: str, shards: int, n: int) -> bool:
+    """Whether the file at relative path `rel` belongs to shard `n` of `shards`."""
+    return shard_of(rel, shards) == n

@@ -201,7 +201,9 @@ class MultiVectorEmbedder:
                 out[i] = vectors
         return out
 
-    def _tokenize(self, state: dict[str, Any], texts: Sequence[str], query: bool) -> list[tuple[list[int], ...]]:
+    def _tokenize(
+        self, state: dict[str, Any], texts: Sequence[str], query: bool
+    ) -> list[tuple[list[int], list[int], list[bool]]]:
         """Per text: (input ids, attention flags, keep flags), markers inserted, truncated and augmented."""
         tokenizer = state["tokenizer"]
         marker = state["query_marker" if query else "document_marker"]
@@ -233,7 +235,7 @@ class MultiVectorEmbedder:
             rows.append((ids, attend, keep))
         return rows
 
-    def _forward(self, state: dict[str, Any], rows: list[tuple[list[int], ...]]) -> list[np.ndarray]:
+    def _forward(self, state: dict[str, Any], rows: list[tuple[list[int], list[int], list[bool]]]) -> list[np.ndarray]:
         torch = state["torch"]
         width = max(len(ids) for ids, _, _ in rows)
         ids = torch.full((len(rows), width), state["pad"], dtype=torch.long)

@@ -22,6 +22,8 @@ import logging
 
 import numpy as np
 
+from rag.core.errors import InvalidArgumentError
+
 __all__ = [
     "MIN_CALIBRATION",
     "PRECISIONS",
@@ -47,7 +49,9 @@ def calibration_ranges(vectors: np.ndarray) -> np.ndarray:
     """
     vectors = np.asarray(vectors, dtype=np.float32)
     if vectors.ndim != 2 or not len(vectors):
-        raise ValueError(f"int8 calibration needs a non-empty 2-d array of vectors, got shape {vectors.shape}")
+        raise InvalidArgumentError(
+            f"int8 calibration needs a non-empty 2-d array of vectors, got shape {vectors.shape}"
+        )
     if len(vectors) < MIN_CALIBRATION:
         logger.warning(
             "int8 ranges calibrated on only %d vectors: using their overall range for every dimension", len(vectors)
@@ -69,14 +73,14 @@ def quantize(vectors: np.ndarray, precision: str, ranges: np.ndarray | None = No
         start, step = _start_step(calibration_ranges(vectors) if ranges is None else ranges)
         buckets = np.clip(np.floor((vectors - start) / step), 0, 255)
         return (buckets - 128).astype(np.int8)
-    raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    raise InvalidArgumentError(f"precision must be one of {PRECISIONS}, got {precision!r}")
 
 
 def dequantize(rows: np.ndarray, ranges: np.ndarray | None = None) -> np.ndarray:
     """float32 / float16 / int8 rows back as float32 (int8 as bucket midpoints, which needs `ranges`)."""
     if rows.dtype == np.int8:
         if ranges is None:
-            raise ValueError("int8 rows need their calibration ranges to be read back")
+            raise InvalidArgumentError("int8 rows need their calibration ranges to be read back")
         start, step = _start_step(ranges)
         return ((rows.astype(np.float32) + 128.5) * step + start).astype(np.float32)
     return np.asarray(rows, dtype=np.float32)
@@ -107,6 +111,8 @@ def int8_query(queries: np.ndarray, ranges: np.ndarray) -> np.ndarray:
 def _start_step(ranges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     ranges = np.asarray(ranges, dtype=np.float32)
     if ranges.ndim != 2 or ranges.shape[0] != 2:
-        raise ValueError(f"int8 ranges must be a (2, dimension) array of min and max, got shape {ranges.shape}")
+        raise InvalidArgumentError(
+            f"int8 ranges must be a (2, dimension) array of min and max, got shape {ranges.shape}"
+        )
     step = (ranges[1] - ranges[0]) / 255
     return ranges[0], np.where(step == 0, 1, step).astype(np.float32)

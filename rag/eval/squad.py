@@ -13,6 +13,7 @@ the first half of the articles (articles 1-6 of squad2's 12), `report` the rest,
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,13 +67,13 @@ class QuestionSet:
         return [self.questions[int(i * step)] for i in range(limit)]
 
 
-def is_question_set(folder: str | Path) -> bool:
+def is_question_set(folder: str | os.PathLike[str]) -> bool:
     """Whether `folder` has the layout of this module (corpus.jsonl and questions.jsonl)."""
     root = Path(folder).expanduser()
     return (root / "corpus.jsonl").is_file() and (root / "questions.jsonl").is_file()
 
 
-def load_question_set(folder: str | Path, split: str = "report") -> QuestionSet:
+def load_question_set(folder: str | os.PathLike[str], split: str = "report") -> QuestionSet:
     """Read the folder (see the module docstring); every problem is an InputPathError naming the file and line."""
     if split not in SQUAD_SPLITS:
         raise ConfigError(f"split must be one of {', '.join(SQUAD_SPLITS)}, got {split!r}")

@@ -28,7 +28,7 @@ import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 from rag.core.errors import ConfigError
 
@@ -384,8 +384,11 @@ def check_supported(config: DecodingConfig, backend: str | BackendSupport) -> No
     used = config.used_options()
     problems = []
     for name in sorted(used - support.options[strategy], key=_FIELD_ORDER.index):
-        reason = support.reasons.get(f"{strategy}.{name}") or support.reasons.get(name)
-        reason = reason or f"leave it at its default ({_DEFAULTS[name]!r}) or use another backend"
+        reason = (
+            support.reasons.get(f"{strategy}.{name}")
+            or support.reasons.get(name)
+            or f"leave it at its default ({_DEFAULTS[name]!r}) or use another backend"
+        )
         problems.append(f"{name}={getattr(config, name)!r} with strategy {strategy!r} is not supported: {reason}")
     problems += [message for names, message in support.conflicts if names <= used]
     if problems:
@@ -418,14 +421,14 @@ def _unknown(what: str, value: object, allowed: Sequence[str]) -> str:
 
 
 def _int_problem(name: str, value: object, minimum: int, note: str = "", prefix: str = "") -> list[str]:
-    if _is_int(value) and value >= minimum:  # type: ignore[operator]
+    if _is_int(value) and value >= minimum:
         return []
     return [f"{name} must be {prefix}an integer >= {minimum}{note}, got {value!r}"]
 
 
-def _is_int(value: object) -> bool:
+def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _is_number(value: object) -> bool:
+def _is_number(value: object) -> TypeGuard[float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

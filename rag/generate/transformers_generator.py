@@ -364,7 +364,7 @@ def load_causal_lm(name: str, dtype: str, device: str, owner: str) -> tuple[Any,
     path = resolve_model(name)
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(path)
-        model = transformers.AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
+        model: Any = transformers.AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
     except (OSError, ValueError, RuntimeError, KeyError) as exc:
         raise ModelLoadError(
             f"{owner} cannot load model '{name}' (resolved to '{path}': a local folder, a packaged copy, "

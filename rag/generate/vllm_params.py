@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rag.core.errors import MissingDependencyError
+from rag.core.errors import InvalidArgumentError, MissingDependencyError
 from rag.generate.decoding import (
     ENGINE_OPTIONS,
     GENERAL_OPTIONS,
@@ -79,7 +79,7 @@ def sampling_kwargs(config: DecodingConfig) -> dict[str, Any]:
     """Keyword arguments of `vllm.SamplingParams` for greedy, sample and best_of_n (n = best_of)."""
     check_supported(config, VLLM_SUPPORT)
     if config.strategy == "beam":
-        raise ValueError("strategy 'beam' maps to BeamSearchParams: call beam_search_kwargs()")
+        raise InvalidArgumentError("strategy 'beam' maps to BeamSearchParams: call beam_search_kwargs()")
     best_of_n = config.strategy == "best_of_n"
     logprobs = config.logprobs
     if best_of_n and config.scorer == "mean_logprob" and logprobs is None:
@@ -111,7 +111,7 @@ def beam_search_kwargs(config: DecodingConfig) -> dict[str, Any]:
     """
     check_supported(config, VLLM_SUPPORT)
     if config.strategy != "beam":
-        raise ValueError(f"strategy {config.strategy!r} maps to SamplingParams: call sampling_kwargs()")
+        raise InvalidArgumentError(f"strategy {config.strategy!r} maps to SamplingParams: call sampling_kwargs()")
     kwargs: dict[str, Any] = {
         "beam_width": config.num_beams,
         "max_tokens": config.max_tokens,

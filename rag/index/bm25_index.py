@@ -23,7 +23,7 @@ from typing import NamedTuple
 import numpy as np
 from scipy import sparse
 
-from rag.core.errors import IndexStoreError
+from rag.core.errors import IndexStoreError, InvalidArgumentError
 from rag.embed.bm25 import term_frequencies
 from rag.index.files import read_arrays, read_json, write_arrays, write_json
 from rag.index.sparse_index import check_new_ids, id_ranks, top_k
@@ -38,6 +38,9 @@ _ARRAYS = ("data", "indices", "indptr", "doc_lengths")
 
 class BM25Index:
     """Term counts of tokenized documents, scored with BM25 Okapi at query time."""
+
+    _ranks: np.ndarray | None
+    """Each id's rank in sorted order (for tie-breaking), computed when first needed."""
 
     def __init__(self, k1: float = 1.5, b: float = 0.75, epsilon: float = 0.25) -> None:
         self.k1 = k1
@@ -59,7 +62,7 @@ class BM25Index:
     def add(self, ids: Sequence[str], documents: Sequence[Sequence[str]]) -> None:
         """Add documents (token lists) under new, unique ids."""
         if len(ids) != len(documents):
-            raise ValueError(f"BM25Index.add got {len(ids)} ids for {len(documents)} documents")
+            raise InvalidArgumentError(f"BM25Index.add got {len(ids)} ids for {len(documents)} documents")
         check_new_ids("BM25Index.add", ids, self._rows)
         new = term_frequencies(documents, self.vocabulary)
         old = self.term_frequencies
@@ -173,7 +176,7 @@ class BM25Index:
     def _reindex(self) -> None:
         self._rows = {doc_id: row for row, doc_id in enumerate(self.ids)}
         self._cache = None
-        self._ranks: np.ndarray | None = None
+        self._ranks = None
 
     def _weights(self) -> _Postings:
         """Each stored count's BM25 term score, by term column, cached until the index changes.

@@ -106,7 +106,11 @@ class FaissIndex(FaissStore):
         fetch = min(len(self.ids), k * self.rescore_multiplier) if rescored else k
         if self._built_as != "Flat":
             faiss_types.set_search_params(index, self.nprobe, self.ef_search, fetch)
-        scores, rows = index.search(int8_query(queries, self.ranges) if direct else queries, fetch)
+        if direct:
+            assert self.ranges is not None  # int8 codes are searched only once calibrated
+        scores, rows = index.search(
+            int8_query(queries, self.ranges) if direct and self.ranges is not None else queries, fetch
+        )
         if rescored:
             return rescore(queries, rows, self.vectors, k, self.ranges, self.metric)
         return (-scores if self.metric == "l2" else scores), rows

@@ -16,7 +16,7 @@ from typing import Any, ClassVar, Self
 
 import numpy as np
 
-from rag.core.errors import IndexStoreError
+from rag.core.errors import IndexStoreError, InvalidArgumentError
 from rag.index import faiss_types
 from rag.index.faiss_types import import_faiss
 from rag.index.files import read_json, write_arrays, write_json
@@ -71,7 +71,7 @@ class FaissStore(ABC):
         """Add one row of `vectors` (n x dimension, float) under each new, unique id."""
         vectors = self._check(vectors, "add")
         if len(ids) != len(vectors):
-            raise ValueError(f"{type(self).__name__}.add got {len(ids)} ids for {len(vectors)} vectors")
+            raise InvalidArgumentError(f"{type(self).__name__}.add got {len(ids)} ids for {len(vectors)} vectors")
         duplicates = [i for i, n in Counter(ids).items() if n > 1 or i in self._rows]
         if duplicates:
             raise IndexStoreError(f"{type(self).__name__}.add: ids already in the index or repeated: {duplicates[:5]}")
@@ -189,7 +189,7 @@ class FaissStore(ABC):
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         name = type(self).__name__
         if vectors.ndim != 2:
-            raise ValueError(f"{name}.{action} needs a 2-d array of vectors, got shape {vectors.shape}")
+            raise InvalidArgumentError(f"{name}.{action} needs a 2-d array of vectors, got shape {vectors.shape}")
         if self.dimension is not None and vectors.shape[1] != self.dimension:
             raise IndexStoreError(
                 f"{name}.{action}: vectors have dimension {vectors.shape[1]}, the index holds "

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from rag.core.errors import ConfigError, IncompatibleIndexError, IndexStoreError
+from rag.core.errors import ConfigError, IncompatibleIndexError, IndexStoreError, InvalidArgumentError
 from rag.embed.multivector import maxsim_packed
 from rag.index.faiss_types import import_faiss
 from rag.index.files import read_json, write_json
@@ -127,7 +127,7 @@ class MultiVectorIndex:
     def add(self, ids: Sequence[str], token_vectors: Sequence[np.ndarray]) -> None:
         """Add each new, unique id with its (tokens x dimension) float array of normalised token vectors."""
         if len(ids) != len(token_vectors):
-            raise ValueError(f"MultiVectorIndex.add got {len(ids)} ids for {len(token_vectors)} token arrays")
+            raise InvalidArgumentError(f"MultiVectorIndex.add got {len(ids)} ids for {len(token_vectors)} token arrays")
         duplicates = [i for i, n in Counter(ids).items() if n > 1 or i in self._rows]
         if duplicates:
             raise IndexStoreError(f"MultiVectorIndex.add: ids already in the index or repeated: {duplicates[:5]}")
@@ -244,7 +244,7 @@ class MultiVectorIndex:
         }
         if self.scales is not None:
             arrays["scales.npy"] = self.scales[rows]
-        if prepared:
+        if prepared and self.centroid_vectors is not None:
             arrays["centroids.npy"] = self.centroid_vectors
             arrays["codes.npy"] = self.codes[rows]
         manifest = {
@@ -301,7 +301,9 @@ class MultiVectorIndex:
 
     def _check(self, vectors: np.ndarray, action: str) -> np.ndarray:
         if vectors.ndim != 2:
-            raise ValueError(f"MultiVectorIndex.{action} needs (tokens x dimension) arrays, got shape {vectors.shape}")
+            raise InvalidArgumentError(
+                f"MultiVectorIndex.{action} needs (tokens x dimension) arrays, got shape {vectors.shape}"
+            )
         if self.dimension is not None and vectors.shape[1] != self.dimension:
             raise IncompatibleIndexError(
                 f"MultiVectorIndex.{action}: token vectors have dimension {vectors.shape[1]}, the index holds "

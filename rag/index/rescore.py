@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from rag.core.errors import InvalidArgumentError
 from rag.embed.quantize import dequantize
 
 __all__ = ["RESCORE_METRICS", "rescore"]
@@ -34,7 +35,7 @@ def rescore(
     and their row numbers (padded with -1); ties go to the lower row number.
     """
     if metric not in RESCORE_METRICS:
-        raise ValueError(f"rescore metric must be one of {RESCORE_METRICS}, got {metric!r}")
+        raise InvalidArgumentError(f"rescore metric must be one of {RESCORE_METRICS}, got {metric!r}")
     queries = np.asarray(queries, dtype=np.float32)
     candidates = np.asarray(candidates, dtype=np.int64).reshape(len(queries), -1)
     rows = np.asarray(rows)  # a plain view of a memory map: cheaper to index

@@ -17,12 +17,12 @@ import logging
 from collections import Counter
 from collections.abc import Collection, Container, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 from scipy import sparse
 
-from rag.core.errors import IndexStoreError
+from rag.core.errors import IndexStoreError, InvalidArgumentError
 from rag.index.files import read_arrays, read_json, write_arrays, write_json
 
 __all__ = ["SparseIndex", "SparseVectors", "check_new_ids", "id_ranks", "top_k"]
@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 FORMAT = "rag.sparse/1"
 _ARRAYS = ("data", "indices", "indptr")
 
-SparseVectors = sparse.sparray | sparse.spmatrix | np.ndarray
+SparseVectors: TypeAlias = sparse.sparray | sparse.spmatrix | np.ndarray
 """Rows of vectors: a scipy sparse array or matrix, or a dense 2-D array (1-D for one vector)."""
 
 
@@ -78,7 +78,7 @@ class SparseIndex:
 
     def __init__(self, dimension: int, metadata: dict[str, Any] | None = None) -> None:
         if dimension < 1:
-            raise ValueError(f"SparseIndex dimension must be at least 1, got {dimension}")
+            raise InvalidArgumentError(f"SparseIndex dimension must be at least 1, got {dimension}")
         self.dimension = dimension
         self.metadata: dict[str, Any] = dict(metadata or {})
         self.ids: list[str] = []
@@ -101,7 +101,7 @@ class SparseIndex:
         """Add one row of `vectors` per id, under new, unique ids."""
         rows = self._as_rows(vectors, "add")
         if len(ids) != rows.shape[0]:
-            raise ValueError(f"SparseIndex.add got {len(ids)} ids for {rows.shape[0]} vectors")
+            raise InvalidArgumentError(f"SparseIndex.add got {len(ids)} ids for {rows.shape[0]} vectors")
         check_new_ids("SparseIndex.add", ids, self._rows)
         self.matrix = sparse.vstack([self.matrix, rows], format="csr", dtype=np.float32)
         self.ids.extend(ids)
@@ -184,7 +184,9 @@ class SparseIndex:
     def _as_rows(self, vectors: SparseVectors, what: str) -> sparse.csr_array:
         rows = sparse.csr_array(np.atleast_2d(vectors) if isinstance(vectors, np.ndarray) else vectors)
         if rows.ndim != 2 or rows.shape[1] != self.dimension:
-            raise ValueError(f"SparseIndex.{what}: vectors of shape {rows.shape} do not have {self.dimension} columns")
+            raise InvalidArgumentError(
+                f"SparseIndex.{what}: vectors of shape {rows.shape} do not have {self.dimension} columns"
+            )
         rows = rows.astype(np.float32, copy=True)  # a copy: the caller's vectors are never modified
         rows.eliminate_zeros()
         return rows
@@ -192,7 +194,9 @@ class SparseIndex:
     def _one(self, query: SparseVectors, what: str) -> sparse.csr_array:
         row = self._as_rows(query, what)
         if row.shape[0] != 1:
-            raise ValueError(f"SparseIndex.{what} takes one query vector, got {row.shape[0]}; use search_batch")
+            raise InvalidArgumentError(
+                f"SparseIndex.{what} takes one query vector, got {row.shape[0]}; use search_batch"
+            )
         return row
 
     def _reindex(self) -> None:

@@ -25,7 +25,7 @@ from rag.core.streaming import stream_call
 try:
     from langchain_core.callbacks import CallbackManagerForLLMRun
     from langchain_core.language_models import BaseChatModel
-    from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, ChatMessage
+    from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, ChatMessage, UsageMetadata
     from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
     from pydantic import Field, model_validator
 except ImportError as exc:  # pragma: no cover - exercised with langchain-core hidden
@@ -220,7 +220,7 @@ def _temperature(value: float, strategy: str | None) -> dict[str, Any]:
     return {"strategy": strategy if strategy in ("sample", "best_of_n", "beam") else "sample", "temperature": value}
 
 
-def _usage(result: Mapping[str, Any]) -> dict[str, int]:
+def _usage(result: Mapping[str, Any]) -> UsageMetadata:
     usage = result.get("usage") or {}
     prompt, completion = int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0))
-    return {"input_tokens": prompt, "output_tokens": completion, "total_tokens": prompt + completion}
+    return UsageMetadata(input_tokens=prompt, output_tokens=completion, total_tokens=prompt + completion)

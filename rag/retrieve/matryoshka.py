@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from rag.core.errors import ConfigError, IncompatibleIndexError, IndexStoreError
+from rag.core.errors import ConfigError, IncompatibleIndexError, IndexStoreError, InvalidArgumentError
 from rag.core.types import Chunk, ChunkLookup, Hit
 from rag.embed.dense import SentenceTransformerEmbedder
 from rag.index.faiss_index import FaissIndex
@@ -163,7 +163,7 @@ class FunnelIndex:
     def _check(self, vectors: np.ndarray, action: str) -> np.ndarray:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if vectors.ndim != 2:
-            raise ValueError(f"FunnelIndex.{action} needs a 2-d array of vectors, got shape {vectors.shape}")
+            raise InvalidArgumentError(f"FunnelIndex.{action} needs a 2-d array of vectors, got shape {vectors.shape}")
         if vectors.shape[1] < self.search_dim:
             raise ConfigError(
                 f"search_dim {self.search_dim} is more than the {vectors.shape[1]} dimensions of the model's "

@@ -100,7 +100,7 @@ def _convert_into(gguf_path: Path, folder: Path) -> None:
     source, file = str(gguf_path.parent), gguf_path.name
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=file)
-        model = AutoModelForCausalLM.from_pretrained(source, gguf_file=file, dtype=torch.float32)
+        model: Any = AutoModelForCausalLM.from_pretrained(source, gguf_file=file, dtype=torch.float32)
     except ImportError as exc:
         raise MissingDependencyError("gguf", "generate", f"reading the GGUF file {gguf_path}") from exc
     except (OSError, ValueError, RuntimeError) as exc:

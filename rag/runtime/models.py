@@ -110,10 +110,11 @@ def load_sentence_transformer(name: str, device: str) -> SentenceTransformer:
     from tokenizers import Tokenizer
 
     try:
-        from sentence_transformers.sentence_transformer.modules import StaticEmbedding
+        modules = importlib.import_module("sentence_transformers.sentence_transformer.modules")
     except ImportError:  # sentence-transformers 5.x
-        from sentence_transformers.models import StaticEmbedding
+        modules = importlib.import_module("sentence_transformers.models")
+    static_embedding = modules.StaticEmbedding
 
     tokenizer = Tokenizer.from_file(str(Path(path) / WORDLLAMA_TOKENIZER))
     weights = load_file(str(Path(path) / WORDLLAMA_WEIGHTS))["embedding.weight"].astype(np.float32)
-    return SentenceTransformer(modules=[StaticEmbedding(tokenizer, embedding_weights=weights)], device=device)
+    return SentenceTransformer(modules=[static_embedding(tokenizer, embedding_weights=weights)], device=device)

@@ -119,7 +119,7 @@ class JobQueue:
 
     def submit(self, action: str, documents: list[str]) -> dict[str, Any]:
         """Queue a job that brings the index in step with the uploads folder."""
-        job = {"id": uuid.uuid4().hex, "status": "queued", "action": action, "documents": documents}
+        job: dict[str, Any] = {"id": uuid.uuid4().hex, "status": "queued", "action": action, "documents": documents}
         job |= {"created": time.time(), "started": None, "finished": None, "report": None, "error": None}
         self._write(job)
         with self._lock:

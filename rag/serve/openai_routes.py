@@ -12,7 +12,7 @@ import functools
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -96,8 +96,9 @@ def openai_router(service: RagService, metrics: Metrics) -> APIRouter:
     @router.post("/embeddings", summary="Embeddings from a pipeline's dense embedding model")
     async def embeddings(body: EmbeddingRequest) -> dict[str, Any]:
         served = service.get(body.model)
-        texts = [body.input] if isinstance(body.input, str) else body.input
-        if not texts or not all(isinstance(t, str) for t in texts):
+        given = [body.input] if isinstance(body.input, str) else body.input
+        texts = [t for t in given if isinstance(t, str)] if isinstance(given, list) else []
+        if not texts or len(texts) != len(given):
             raise ApiError(422, "input must be a string or a non-empty list of strings (not tokens)", param="input")
         if len(texts) > settings.max_embedding_inputs:
             raise ApiError(422, f"at most {settings.max_embedding_inputs} inputs per request", param="input")
@@ -143,7 +144,7 @@ def _finish_reason(answer: Answer, max_tokens: int | None) -> str:
 
 async def _chunks(
     first: str | Answer,
-    stream: AsyncIterator[str | Answer],
+    stream: AsyncGenerator[str | Answer, None],
     header: dict[str, Any],
     kind: str,
     max_tokens: int | None,

@@ -167,7 +167,7 @@ def request_models(pipeline: Pipeline, settings: ServerSettings) -> RequestModel
         answer_fields["top_k"] = _top_k_field(pipeline, settings, "passages retrieved")
     if "answer_mode" in pipeline.inputs and (modes := pipeline.answer_modes()):
         answer_fields["answer_mode"] = (
-            Literal[modes] | None,  # type: ignore[valid-type]
+            Literal[modes] | None,
             Field(None, description="extractive, grounded or generate; left out: the pipeline's (docs/answers.md)."),
         )
     decoding: list[str] = []
@@ -230,7 +230,7 @@ def _decoding_fields(settings: ServerSettings) -> dict[str, tuple[Any, Any]]:
         if typing.get_origin(kind) is tuple:
             kind = list[str]
         elif f.name == "strategy":
-            kind = Literal[STRATEGIES]  # type: ignore[valid-type]
+            kind = Literal[STRATEGIES]
         args = [a for a in typing.get_args(kind) if a is not type(None)]
         if any(dataclasses.is_dataclass(a) for a in args):
             continue

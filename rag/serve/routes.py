@@ -6,7 +6,8 @@ start-up from the pipeline, and FastAPI reads the endpoints' annotations as real
 
 import functools
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any, cast
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -34,7 +35,7 @@ logger = logging.getLogger(__name__)
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 """Headers of streamed answers; X-Accel-Buffering keeps nginx from buffering the stream."""
 
-_ERRORS = {
+_ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"description": "Invalid request (envelope)"},
     401: {"description": "Missing API key (envelope)"},
     403: {"description": "Wrong API key (envelope)"},
@@ -44,7 +45,7 @@ _ERRORS = {
 }
 
 
-async def start_stream(call: Generation) -> tuple[str | Answer, AsyncIterator[str | Answer]]:
+async def start_stream(call: Generation) -> tuple[str | Answer, AsyncGenerator[str | Answer, None]]:
     """Start a generation and wait for its first item, so that early errors get a proper status."""
     stream = generate(call)
     try:
@@ -77,7 +78,8 @@ def native_router(service: RagService, models: RequestModels, metrics: Metrics) 
 
     @router.post("/query", response_model=QueryResponse, summary="Retrieval hits for a query")
     async def query(body: QueryRequest) -> Response:  # type: ignore[valid-type]
-        hits = await run_in_threadpool(service.query, served, body.query, getattr(body, "top_k", None))
+        request = cast(Any, body)  # a model built from the pipeline: its fields are known at run time
+        hits = await run_in_threadpool(service.query, served, request.query, getattr(body, "top_k", None))
         return JSONResponse(hits_body(hits))
 
     if models.answer is not None:
@@ -91,9 +93,10 @@ def native_router(service: RagService, models: RequestModels, metrics: Metrics) 
         )
         async def answer(body: AnswerRequest, request: Request) -> Response:  # type: ignore[valid-type]
             decoding = decoding_overrides(body, models)
+            fields = cast(Any, body)  # a model built from the pipeline: its fields are known at run time
             top_k, mode = getattr(body, "top_k", None), getattr(body, "answer_mode", None)
-            call = functools.partial(service.ask, served, body.question, top_k, decoding, answer_mode=mode)
-            if body.stream:
+            call = functools.partial(service.ask, served, fields.question, top_k, decoding, answer_mode=mode)
+            if fields.stream:
                 first, stream = await start_stream(call)
                 return StreamingResponse(
                     _answer_events(first, stream, served, metrics), media_type="text/event-stream", headers=SSE_HEADERS
@@ -106,7 +109,7 @@ def native_router(service: RagService, models: RequestModels, metrics: Metrics) 
 
 
 async def _answer_events(
-    first: str | Answer, stream: AsyncIterator[str | Answer], served: ServedPipeline, metrics: Metrics
+    first: str | Answer, stream: AsyncGenerator[str | Answer, None], served: ServedPipeline, metrics: Metrics
 ) -> AsyncIterator[str]:
     """`token` events ({"text"}), then a `retract` event ({"text", "start", "end"}) for each streamed sentence the
     support check took back, then one `answer` event (as /v1/answer's JSON); or one `error` event."""

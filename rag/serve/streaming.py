@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
 from rag.core.streaming import astream_call
@@ -22,7 +22,7 @@ Generation = Callable[[Callable[[str], None]], Answer]
 """A blocking call that generates an answer, reporting text pieces through the callback it is given."""
 
 
-async def generate(call: Generation) -> AsyncIterator[str | Answer]:
+async def generate(call: Generation) -> AsyncGenerator[str | Answer, None]:
     """The text pieces of `call`, then its `Answer` (`rag.core.streaming.astream_call`)."""
     async with contextlib.aclosing(astream_call(call, "rag-generate")) as items:
         async for _, value in items:

@@ -23,7 +23,7 @@ class MarkdownChunker(RecursiveChunker):
 
     def split(self, text: str) -> list[Span]:
         measure = self._length.measure(text)
-        spans = []
+        spans: list[Span] = []
         for start, end, section in markdown_sections(text):
             metadata = {"section": section} if section else {}
             spans.extend(Span(a, b, metadata) for a, b in self._spans(text, start, end, measure))
