@@ -56,14 +56,14 @@ def test_flags_become_decoding_options() -> None:
     assert _decoding_overrides(**_none(best_of=5, seed=1)) == {"best_of": 5, "seed": 1, "strategy": "best_of_n"}
     draft = {"speculative": {"method": "draft", "model": "tiny"}}
     assert _decoding_overrides(**_none(speculative="draft:tiny")) == draft
-    ngram = {"top_k": 0, "speculative": {"method": "ngram"}}
-    assert _decoding_overrides(**_none(speculative="ngram", top_k=0)) == ngram
+    ngram = {"sample_top_k": 0, "speculative": {"method": "ngram"}}
+    assert _decoding_overrides(**_none(speculative="ngram", sample_top_k=0)) == ngram
     with pytest.raises(ConfigError, match="'ngram' or 'draft:MODEL'"):
         _decoding_overrides(**_none(speculative="draft"))
 
 
 def _none(**given: object) -> dict[str, object]:
-    names = ("strategy", "temperature", "top_k", "top_p", "min_p", "max_tokens", "seed", "num_beams", "best_of")
+    names = ("strategy", "temperature", "sample_top_k", "top_p", "min_p", "max_tokens", "seed", "num_beams", "best_of")
     return {name: None for name in (*names, "speculative")} | given
 
 
@@ -109,3 +109,10 @@ def test_replace_generator_on_the_default_pipeline_drops_what_the_backend_cannot
     swapped = replace_generator(default, "openai", base_url="http://127.0.0.1:9/v1")
     assert not any(c.receiver == "generator" and c.input == "citations" for c in swapped.connections)
     assert swapped.answer_modes() == ("extractive", "generate")
+
+
+def test_top_k_on_ask_is_the_old_name_of_sample_top_k(indexed: list[str]) -> None:
+    code, out, err = ask("topic1 facts", *indexed, "--strategy", "sample", "--top-k", "5", "--json")
+    assert code == 0 and "--top-k is now --sample-top-k" in err
+    code, _, err = ask("topic1 facts", *indexed, "--strategy", "sample", "--sample-top-k", "5", "--json")
+    assert code == 0 and "--top-k" not in err

@@ -38,7 +38,8 @@ __all__ = ["ask_cmd"]
 )
 @click.option("--strategy", type=click.Choice(["greedy", "sample", "beam", "best_of_n"]), default=None)
 @click.option("--temperature", type=float, default=None)
-@click.option("--top-k", type=int, default=None, help="Sample from the K most likely tokens (0: all).")
+@click.option("--sample-top-k", type=int, default=None, help="Sample from the K most likely tokens (0: all).")
+@click.option("--top-k", "old_top_k", type=int, default=None, hidden=True, help="Old name of --sample-top-k.")
 @click.option("--top-p", type=float, default=None, help="Sample from the smallest set of tokens with this mass.")
 @click.option("--min-p", type=float, default=None, help="Drop tokens below this fraction of the top probability.")
 @click.option("--max-tokens", type=int, default=None, help="Longest answer, in tokens.")
@@ -83,6 +84,14 @@ def ask_cmd(
             rag = RAG(rag.folder.root, replace_generator(rag.pipeline, generator, model, base_url, allowed), allowed)
         elif model is not None or base_url is not None:
             raise ConfigError("--model and --base-url choose the generator's backend; give --generator too")
+        old_top_k = options.pop("old_top_k")
+        if old_top_k is not None:
+            click.echo(
+                "rag ask: --top-k is now --sample-top-k (--top-k is the number of hits in rag query; here it is "
+                "accepted as the sampling cut-off until the next release; --passages sets the passages)",
+                err=True,
+            )
+            options["sample_top_k"] = options["sample_top_k"] if options["sample_top_k"] is not None else old_top_k
         decoding = _decoding_overrides(**options)
         if stream and not as_json:
             answer, streamed = None, ""
@@ -154,7 +163,7 @@ def _print_sources(answer: Any) -> None:
 def _decoding_overrides(
     strategy: str | None,
     temperature: float | None,
-    top_k: int | None,
+    sample_top_k: int | None,
     top_p: float | None,
     min_p: float | None,
     max_tokens: int | None,
@@ -167,7 +176,7 @@ def _decoding_overrides(
     given = {
         "strategy": strategy,
         "temperature": temperature,
-        "top_k": top_k,
+        "sample_top_k": sample_top_k,
         "top_p": top_p,
         "min_p": min_p,
         "max_tokens": max_tokens,

@@ -3,8 +3,8 @@
 Strategies, and the options that belong to each:
 
 - ``greedy``: the most likely token at each step; deterministic. Sampling options (temperature > 0,
-  top_k, top_p, min_p) and n > 1 are errors rather than silently ignored.
-- ``sample``: temperature (unset means 1.0; 0 is an error, use greedy), top_k, top_p, min_p, n samples,
+  sample_top_k, top_p, min_p) and n > 1 are errors rather than silently ignored.
+- ``sample``: temperature (unset means 1.0; 0 is an error, use greedy), sample_top_k, top_p, min_p, n samples,
   reproducible with seed.
 - ``beam``: num_beams >= 2, length_penalty, early_stopping; n <= num_beams beams are returned, best first.
   temperature > 0 asks for beam *sampling* (transformers only; vLLM's beam search is deterministic).
@@ -26,6 +26,7 @@ import dataclasses
 import difflib
 import json
 import math
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeGuard
@@ -58,7 +59,7 @@ QUANTIZATION_METHODS = (
     "gptq_marlin", "modelopt", "modelopt_fp4", "moe_wna16", "mxfp4", "quark", "torchao",
 )  # fmt: skip
 ENGINE_OPTIONS = frozenset({"speculative", "prefix_caching", "quantization"})
-SAMPLING_OPTIONS = ("top_k", "top_p", "min_p")
+SAMPLING_OPTIONS = ("sample_top_k", "top_p", "min_p")
 # options that are not tied to one strategy (a backend may still support them for only some)
 GENERAL_OPTIONS = frozenset(
     {"max_tokens", "min_tokens", "stop", "logprobs", "seed", "json_schema", "stream"}
@@ -150,7 +151,7 @@ class DecodingConfig:
     min_tokens: int = 0
     stop: tuple[str, ...] = ()
     temperature: float | None = None
-    top_k: int = 0
+    sample_top_k: int = 0
     top_p: float = 1.0
     min_p: float = 0.0
     repetition_penalty: float = 1.0
@@ -226,6 +227,7 @@ class DecodingConfig:
         """Build from `to_dict()` output (or a pipeline YAML mapping); unknown keys are an error."""
         if not isinstance(data, Mapping):
             raise ConfigError(f"DecodingConfig: expected a mapping of options, got {data!r}")
+        data = _renamed(data)
         unknown = [k for k in data if k not in _FIELD_ORDER]
         if unknown:
             raise ConfigError("DecodingConfig: " + "; ".join(_unknown("option", k, _FIELD_ORDER) for k in unknown))
@@ -238,6 +240,7 @@ class DecodingConfig:
         ``merged(strategy="greedy")`` on a sampling config drops its temperature and top_p), unless
         they are overridden in the same call.
         """
+        overrides = _renamed(overrides)
         unknown = [k for k in overrides if k not in _FIELD_ORDER]
         if unknown:
             raise ConfigError("DecodingConfig: " + "; ".join(_unknown("option", k, _FIELD_ORDER) for k in unknown))
@@ -259,7 +262,7 @@ class DecodingConfig:
         t = self.temperature
         if t is not None and (not _is_number(t) or not 0 <= t <= 2):
             out.append(f"temperature must be None (the strategy's default) or a number in [0, 2], got {t!r}")
-        out += _int_problem("top_k", self.top_k, 0, " (0 disables it)")
+        out += _int_problem("sample_top_k", self.sample_top_k, 0, " (0 disables it)")
         if not _is_number(self.top_p) or not 0 < self.top_p <= 1:
             out.append(f"top_p must be in (0, 1], got {self.top_p!r}")
         if not _is_number(self.min_p) or not 0 <= self.min_p <= 1:
@@ -424,6 +427,26 @@ def _int_problem(name: str, value: object, minimum: int, note: str = "", prefix:
     if _is_int(value) and value >= minimum:
         return []
     return [f"{name} must be {prefix}an integer >= {minimum}{note}, got {value!r}"]
+
+
+RENAMED_OPTIONS = {"top_k": "sample_top_k"}
+"""Old option names still accepted, with a DeprecationWarning, for one release: `top_k` means passages everywhere
+else in rag, so the sampling cut-off is `sample_top_k`."""
+
+
+def _renamed(options: Mapping[str, Any]) -> dict[str, Any]:
+    """`options` with deprecated names replaced by their new ones (a DeprecationWarning for each)."""
+    out = dict(options)
+    for old, new in RENAMED_OPTIONS.items():
+        if old in out:
+            warnings.warn(
+                f"decoding option '{old}' is now '{new}' ('{old}' is the number of passages elsewhere in rag); "
+                f"'{old}' is accepted until the next release",
+                DeprecationWarning,
+                stacklevel=3,
+            )
+            out.setdefault(new, out.pop(old))
+    return out
 
 
 def _is_int(value: object) -> TypeGuard[int]:

@@ -61,7 +61,10 @@ def request_params(config: DecodingConfig, mode: str = "chat") -> dict[str, Any]
     if config.strategy == "beam":
         return body | {"use_beam_search": True, "n": config.num_beams, "length_penalty": config.length_penalty}
     used = config.used_options()
-    for name in ("top_p", "top_k", "min_p", "seed", "presence_penalty", "frequency_penalty"):
+    for name, field in (("top_p", "top_p"), ("top_k", "sample_top_k"), ("min_p", "min_p"), ("seed", "seed")):
+        if field in used:
+            body[name] = getattr(config, field)
+    for name in ("presence_penalty", "frequency_penalty"):
         if name in used:
             body[name] = getattr(config, name)
     for name in ("repetition_penalty", "min_tokens"):  # vLLM extras

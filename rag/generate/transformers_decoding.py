@@ -4,8 +4,8 @@ and the pieces of text a stream sends (stop strings cut off, as vLLM and OpenAI 
 Pure Python: nothing here imports torch or transformers. Checked against transformers 5.23
 (`generation/configuration_utils.py`, `generation/utils.py`, `generation/candidate_generator.py`):
 
-- greedy / sample: ``do_sample``, ``temperature``, ``top_k`` (0 disables; unset means 50), ``top_p``, ``min_p``,
-  ``repetition_penalty``, ``num_return_sequences`` (n samples, batched);
+- greedy / sample: ``do_sample``, ``temperature``, ``top_k`` (from ``sample_top_k``; 0 disables; unset means 50),
+  ``top_p``, ``min_p``, ``repetition_penalty``, ``num_return_sequences`` (n samples, batched);
 - beam: ``num_beams``, ``length_penalty``, ``early_stopping``, ``num_return_sequences`` (n beams, best first,
   ranked by ``sequences_scores`` = sum of log-probabilities / generated length ** length_penalty);
   ``do_sample`` with beams is beam sampling;
@@ -88,7 +88,7 @@ def generation_kwargs(config: DecodingConfig) -> dict[str, Any]:
     if config.sampling:
         kwargs |= {
             "temperature": config.effective_temperature,
-            "top_k": config.top_k,
+            "top_k": config.sample_top_k,
             "top_p": config.top_p,
             "min_p": config.min_p,
         }

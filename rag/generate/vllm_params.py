@@ -5,7 +5,7 @@ The mapping functions return plain dicts, so they are testable without vLLM; `to
 (the latest release on 2026-11-22):
 
 - `vllm/sampling_params.py` `SamplingParams`: n, temperature (in [0, 2]; 0 is greedy and then n must
-  be 1), top_p, top_k (0 disables), min_p, repetition_penalty, presence_penalty, frequency_penalty
+  be 1), top_p, sample_top_k (vLLM's top_k; 0 disables), min_p, repetition_penalty, presence_penalty, frequency_penalty
   (both in [-2, 2]), seed, stop, max_tokens, min_tokens, logprobs, structured_outputs
   (`StructuredOutputsParams(json=schema)`). There is no ``best_of`` and no ``use_beam_search``: both
   were removed, so best-of-N asks for n=best_of samples and `rag` scores them itself.
@@ -88,7 +88,7 @@ def sampling_kwargs(config: DecodingConfig) -> dict[str, Any]:
         "n": config.best_of if best_of_n else config.n,
         "temperature": config.effective_temperature,
         "top_p": config.top_p,
-        "top_k": config.top_k,
+        "top_k": config.sample_top_k,
         "min_p": config.min_p,
         "repetition_penalty": config.repetition_penalty,
         "presence_penalty": config.presence_penalty,

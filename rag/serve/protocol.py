@@ -2,14 +2,16 @@
 
 A pipeline whose inputs include `top_k` takes `top_k` in requests (bounded by the server's
 `max_top_k`); one whose inputs include `decoding` (its generator's per-request options) takes the
-options of `DecodingConfig`, flat, next to `question`. `top_k` there is the number of passages,
-so the sampling option `top_k` is spelled `sampling_top_k`. Engine options (fixed when a model
+options of `DecodingConfig`, flat, next to `question`. `top_k` there is the number of passages, and the
+sampling cut-off is `sample_top_k` (`sampling_top_k`, its old name, is accepted until the next release).
+Engine options (fixed when a model
 loads) are never taken from requests.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import typing
 from typing import Annotated, Any, Literal
 
@@ -35,8 +37,10 @@ __all__ = [
     "request_models",
 ]
 
-RENAMED = {"top_k": "sampling_top_k"}
-"""Decoding options whose name in requests differs from `DecodingConfig`'s."""
+logger = logging.getLogger(__name__)
+
+DEPRECATED_FIELDS = {"sampling_top_k": "sample_top_k"}
+"""Request fields accepted under their old name until the next release (the new name wins when both are set)."""
 _SKIPPED = ENGINE_OPTIONS | {"stream"}
 
 
@@ -173,8 +177,11 @@ def request_models(pipeline: Pipeline, settings: ServerSettings) -> RequestModel
     decoding: list[str] = []
     if "decoding" in pipeline.inputs:
         for name, field in _decoding_fields(settings).items():
-            answer_fields[RENAMED.get(name, name)] = field
+            answer_fields[name] = field
             decoding.append(name)
+        for old, new in DEPRECATED_FIELDS.items():
+            kind = answer_fields[new][0]
+            answer_fields[old] = (kind, Field(None, deprecated=f"use {new}", description=f"Old name of {new}."))
     answer = create_model("AnswerRequest", __config__=strict, **answer_fields)
     return RequestModels(query, answer, top_k, tuple(decoding), generator_decoding(pipeline))
 
@@ -182,8 +189,12 @@ def request_models(pipeline: Pipeline, settings: ServerSettings) -> RequestModel
 def decoding_overrides(body: BaseModel, models: RequestModels) -> dict[str, Any]:
     """The decoding options a request set, checked against the generator's own settings (422 if invalid)."""
     given = body.model_fields_set
-    overrides = {name: getattr(body, RENAMED.get(name, name)) for name in models.decoding}
-    overrides = {k: v for k, v in overrides.items() if RENAMED.get(k, k) in given and v is not None}
+    overrides = {name: getattr(body, name) for name in models.decoding if name in given}
+    for old, new in DEPRECATED_FIELDS.items():
+        if old in given and new not in given:
+            logger.warning("request field '%s' is deprecated; send '%s' (accepted until the next release)", old, new)
+            overrides[new] = getattr(body, old)
+    overrides = {name: value for name, value in overrides.items() if value is not None}
     check_decoding(overrides, models.base_decoding)
     return overrides
 
@@ -196,9 +207,7 @@ def check_decoding(overrides: dict[str, Any], base: dict[str, Any]) -> None:
         DecodingConfig.from_dict(base).merged(**overrides)
     except (ConfigError, TypeError) as exc:
         message = str(exc).removeprefix("DecodingConfig: ")
-        for name, public in RENAMED.items():
-            message = message.replace(f"{name}=", f"{public}=")
-        param = next((RENAMED.get(k, k) for k in overrides if k in message), None)
+        param = next((k for k in overrides if k in message), None)
         raise ApiError(422, f"decoding options: {message}", param=param, code="invalid_decoding") from None
 
 

@@ -35,7 +35,7 @@ from rag.generate.decoding import (
         ),
         ({"strategy": "sample", "temperature": 2.5}, "in [0, 2], got 2.5"),
         ({"strategy": "sample", "temperature": float("nan")}, "temperature must be"),
-        ({"strategy": "sample", "top_k": -1}, "top_k must be an integer >= 0 (0 disables it)"),
+        ({"strategy": "sample", "sample_top_k": -1}, "sample_top_k must be an integer >= 0 (0 disables it)"),
         ({"strategy": "sample", "top_p": 0.0}, "top_p must be in (0, 1], got 0.0"),
         ({"strategy": "sample", "top_p": 1.01}, "top_p must be in (0, 1], got 1.01"),
         ({"strategy": "sample", "min_p": 1.5}, "min_p must be in [0, 1]"),
@@ -84,7 +84,7 @@ from rag.generate.decoding import (
         ({"strategy": "sample", "temperature": 0}, "temperature=0 is greedy decoding; use strategy 'greedy'"),
         ({"strategy": "best_of_n", "temperature": 0.0}, "temperature=0 is greedy decoding"),
         ({"top_p": 0.9}, "top_p=0.9 only applies when sampling"),
-        ({"top_k": 50}, "top_k=50 only applies when sampling"),
+        ({"sample_top_k": 50}, "sample_top_k=50 only applies when sampling"),
         (
             {"strategy": "beam", "min_p": 0.1},
             "min_p=0.1 only applies when sampling (strategy 'sample' or 'best_of_n', or 'beam' with temperature > 0)",
@@ -118,7 +118,7 @@ def test_every_problem_is_listed_in_one_error() -> None:
 
 def test_valid_configs_of_every_strategy() -> None:
     assert DecodingConfig().effective_temperature == 0.0
-    sample = DecodingConfig(strategy="sample", top_p=0.9, top_k=40, min_p=0.05, n=3, seed=1)
+    sample = DecodingConfig(strategy="sample", top_p=0.9, sample_top_k=40, min_p=0.05, n=3, seed=1)
     assert sample.sampling and sample.effective_temperature == 1.0
     beam = DecodingConfig(strategy="beam", num_beams=4, n=2, length_penalty=0.6, early_stopping=True)
     assert not beam.sampling
@@ -148,7 +148,7 @@ def test_yaml_round_trip_keeps_only_non_defaults() -> None:
         "num_speculative_tokens": 3,
         "model": "HuggingFaceTB/SmolLM2-135M-Instruct",
     }
-    assert "top_k" not in data and data["stop"] == ["\n\n"]
+    assert "sample_top_k" not in data and data["stop"] == ["\n\n"]
     assert DecodingConfig.from_dict(yaml.safe_load(yaml.safe_dump(data))) == config
     assert DecodingConfig().to_dict() == {"strategy": "greedy"}
     assert isinstance(config.speculative, SpeculativeConfig)

@@ -117,15 +117,16 @@ def test_greedy_chat_sends_only_standard_fields_and_parses_reply(server: FakeSer
 
 
 def test_sampling_options_and_vllm_extras_travel_in_the_body(server: FakeServer) -> None:
-    decoding = {"strategy": "sample", "temperature": 0.7, "top_p": 0.9, "top_k": 40, "min_p": 0.05, "seed": 3}
+    decoding = {"strategy": "sample", "temperature": 0.7, "top_p": 0.9, "sample_top_k": 40, "min_p": 0.05, "seed": 3}
     decoding |= {"repetition_penalty": 1.1, "presence_penalty": 0.5, "frequency_penalty": -0.5, "n": 2}
     decoding |= {"min_tokens": 2, "max_tokens": 32, "stop": ["\n\n"], "logprobs": 2}
     server.script.append(Reply(body=chat_response("a", "b")))
     out = generator(server, decoding=decoding).run(MESSAGES)
     assert out["replies"] == ["a", "b"]
     body = server.bodies()[0]
-    expected = {k: v for k, v in decoding.items() if k not in ("strategy", "logprobs")}
+    expected = {k: v for k, v in decoding.items() if k not in ("strategy", "logprobs", "sample_top_k")}
     assert {k: body[k] for k in expected} == expected
+    assert body["top_k"] == 40  # the OpenAI protocol's (vLLM's) name for sample_top_k
     assert body["logprobs"] is True and body["top_logprobs"] == 2
 
 

@@ -43,7 +43,7 @@ def test_sampling_fields_are_explicit_so_model_defaults_cannot_leak() -> None:
 
 
 def test_n_samples_are_returned_with_their_logits() -> None:
-    out = kwargs(strategy="sample", temperature=0.7, top_k=40, n=3)
+    out = kwargs(strategy="sample", temperature=0.7, sample_top_k=40, n=3)
     assert out["num_return_sequences"] == 3 and out["top_k"] == 40 and out["temperature"] == 0.7
     assert out["return_dict_in_generate"] is True and out["output_logits"] is True and out["output_scores"] is False
 
@@ -100,7 +100,7 @@ def test_supported_engine_options_pass() -> None:
     for options in (
         {"prefix_caching": True, "speculative": {"method": "draft", "model": "m", "num_speculative_tokens": 3}},
         {"strategy": "sample", "min_p": 0.1, "stream": True, "seed": 1, "speculative": {"method": "ngram"}},
-        {"strategy": "beam", "temperature": 0.5, "top_k": 5, "min_tokens": 1, "stop": ["x"], "prefix_caching": True},
+        {"strategy": "beam", "temperature": 0.5, "sample_top_k": 5, "min_tokens": 1, "stop": ["x"], "prefix_caching": True},
     ):
         check_transformers(DecodingConfig(**options))  # type: ignore[arg-type]
 

@@ -231,7 +231,7 @@ def test_model_and_draft_names_are_resolved(fake_vllm: type[FakeLLM], monkeypatc
 
 
 def test_chat_messages_and_sampling_params_reach_generate(gen: VLLMGenerator, fake_vllm: type[FakeLLM]) -> None:
-    decoding = {"strategy": "sample", "temperature": 0.7, "top_p": 0.9, "top_k": 40, "seed": 3, "stop": ["\n"]}
+    decoding = {"strategy": "sample", "temperature": 0.7, "top_p": 0.9, "sample_top_k": 40, "seed": 3, "stop": ["\n"]}
     decoding |= {"presence_penalty": 0.5, "json_schema": {"type": "object"}}
     out = gen.run(MESSAGES, decoding)
     (llm,) = fake_vllm.instances

@@ -43,7 +43,7 @@ def test_every_sampling_option_is_mapped() -> None:
         strategy="sample",
         temperature=0.7,
         top_p=0.9,
-        top_k=40,
+        sample_top_k=40,
         min_p=0.05,
         repetition_penalty=1.1,
         presence_penalty=0.5,
@@ -163,7 +163,7 @@ def test_missing_vllm_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_real_vllm_accepts_the_produced_kwargs() -> None:
     sampling_params = pytest.importorskip("vllm.sampling_params")
     config = DecodingConfig(
-        strategy="sample", temperature=0.7, top_k=40, min_p=0.05, stop=["\n"], json_schema={"type": "object"}
+        strategy="sample", temperature=0.7, sample_top_k=40, min_p=0.05, stop=["\n"], json_schema={"type": "object"}
     )
     params = to_sampling_params(config)
     assert isinstance(params, sampling_params.SamplingParams)

@@ -37,9 +37,13 @@ def test_answer_json_has_answer_citations_hits_usage(client: httpx.Client, gener
 
 
 def test_answer_passes_decoding_options_to_the_generator(client: httpx.Client, generator: EchoGenerator) -> None:
-    body = {"question": "volcano", "max_tokens": 3, "strategy": "sample", "temperature": 0.5, "sampling_top_k": 7}
+    body = {"question": "volcano", "max_tokens": 3, "strategy": "sample", "temperature": 0.5, "sample_top_k": 7}
     data = client.post("/v1/answer", json=body).json()
-    assert generator.seen[-1] == {"max_tokens": 3, "strategy": "sample", "temperature": 0.5, "top_k": 7}
+    assert generator.seen[-1] == {"max_tokens": 3, "strategy": "sample", "temperature": 0.5, "sample_top_k": 7}
+    old = {**body, "sampling_top_k": 9}
+    del old["sample_top_k"]
+    client.post("/v1/answer", json=old)  # the old name, accepted until the next release
+    assert generator.seen[-1]["sample_top_k"] == 9
     assert data["usage"]["completion_tokens"] == 3
 
 
@@ -92,7 +96,8 @@ def test_openapi_is_derived_from_the_pipeline(client: httpx.Client, tmp_path: Pa
     schemas = client.get("/openapi.json").json()["components"]["schemas"]
     assert schemas["QueryRequest"]["properties"]["top_k"]["anyOf"][0]["maximum"] == 10
     answer = schemas["AnswerRequest"]["properties"]
-    assert {"question", "stream", "top_k", "max_tokens", "strategy", "sampling_top_k", "temperature"} <= set(answer)
+    assert {"question", "stream", "top_k", "max_tokens", "strategy", "sample_top_k", "temperature"} <= set(answer)
+    assert answer["sampling_top_k"]["deprecated"] is True
     assert answer["max_tokens"]["anyOf"][0]["maximum"] == 64
     assert not {"speculative", "quantization", "prefix_caching"} & set(answer)
     # a retrieval-only pipeline: no /v1/answer, and the query model has what the pipeline takes
