@@ -112,7 +112,7 @@ def test_replace_generator_on_the_default_pipeline_drops_what_the_backend_cannot
 
 
 def test_top_k_on_ask_is_the_old_name_of_sample_top_k(indexed: list[str]) -> None:
-    code, out, err = ask("topic1 facts", *indexed, "--strategy", "sample", "--top-k", "5", "--json")
+    code, _, err = ask("topic1 facts", *indexed, "--strategy", "sample", "--top-k", "5", "--json")
     assert code == 0 and "--top-k is now --sample-top-k" in err
     code, _, err = ask("topic1 facts", *indexed, "--strategy", "sample", "--sample-top-k", "5", "--json")
     assert code == 0 and "--top-k" not in err

@@ -2,7 +2,7 @@
 
 Out, our parts as LangChain objects:
 
-    as_retriever(index_dir=..., pipeline=..., top_k=...)  -> RagRetriever, a BaseRetriever (invoke / ainvoke)
+    as_retriever(index=..., pipeline=..., top_k=...)  -> RagRetriever, a BaseRetriever (invoke / ainvoke)
     as_embeddings(model=...) or as_embeddings(pipeline=...) -> RagEmbeddings, an Embeddings
     as_chat_model(pipeline="default", max_tokens=...)     -> RagChatModel, a BaseChatModel (a Runnable)
     chunk_to_document / hit_to_document / document_to_chunk / document_to_hit: metadata preserved
@@ -12,7 +12,7 @@ In, LangChain's parts inside our pipelines:
     register("name", obj)                        a LangChain retriever or embeddings object, by name
     LangChainRetriever(retriever="name")         a pipeline component whose output is hits (fusable)
     LangChainDenseRetriever(embeddings="name")   our FAISS dense retriever on LangChain vectors
-    index_documents(loader, index_dir, pipeline) a document loader feeding an index, incrementally
+    index_documents(loader, index, pipeline) a document loader feeding an index, incrementally
 
 Importing this module without langchain-core raises `MissingDependencyError` naming the extra.
 Details are in docs/langchain.md and the docstrings of the modules below.

@@ -12,7 +12,7 @@ a pipeline file still imports nothing it names. Register before the pipeline is 
 call `register` first (``rag serve``, ``rag index``), subclass the component, build the object in
 `build()`, and allow the subclass by its dotted name (``--allow mypkg.retrievers.WikiRetriever``).
 
-Document loaders feed an index through `index_documents(loader, index_dir, pipeline)`: the same
+Document loaders feed an index through `index_documents(loader, index, pipeline)`: the same
 incremental update as ``rag index`` (unchanged documents are not re-embedded, documents the loader
 no longer returns leave the index), with each document keyed by its ``source`` metadata and its
 metadata copied onto its chunks.
@@ -290,7 +290,7 @@ def load_documents(loader: BaseLoader | Iterable[LCDocument]) -> list[Document]:
 
 def index_documents(
     documents: BaseLoader | Iterable[LCDocument],
-    index_dir: str | os.PathLike[str],
+    index: str | os.PathLike[str],
     pipeline: Pipeline | str | os.PathLike[str] | None = None,
     *,
     source: str | None = None,
@@ -312,11 +312,11 @@ def index_documents(
     label = source or "langchain:" + (
         f"{kind.__module__}.{kind.__qualname__}" if isinstance(documents, BaseLoader) else "documents"
     )
-    resolved = RAG(index_dir, pipeline, allowed).pipeline  # the pipeline exactly as RAG resolves it
+    resolved = RAG(index, pipeline, allowed).pipeline  # the pipeline exactly as RAG resolves it
     loaded = load_documents(documents)
     assert resolved.indexing is not None
     return update_index(
-        index_dir,
+        index,
         resolved,
         label,
         lambda store, report: _sync_documents(loaded, store, resolved, report, progress),

@@ -15,9 +15,10 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+import warnings
 from collections.abc import Collection
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -46,28 +47,44 @@ __all__ = ["DenseEmbedder", "RagEmbeddings", "RagRetriever", "as_embeddings", "a
 class RagRetriever(BaseRetriever):
     """A pipeline over an index folder as a LangChain retriever.
 
-    Give `index_dir` (with `pipeline`: a `Pipeline`, a shipped name or a YAML path; left out, the
-    pipeline the index was built with) or an open `rag` (a `RAG`). `top_k` is the number of documents
-    returned (None: the pipeline's own); ``invoke(query, top_k=3)`` overrides it for one call.
+    Give `index` (an index's own folder, as `RAG(index)` takes it; with `pipeline`: a `Pipeline`, a shipped
+    name or a YAML path; left out, the pipeline the index was built with) or an open `rag` (a `RAG`).
+    `index_dir`, its old name, is accepted with a DeprecationWarning until the next release. `top_k` is the
+    number of documents returned (None: the pipeline's own); ``invoke(query, top_k=3)`` overrides it for one call.
     `allowed` lists your own component classes by dotted name, as `RAG` takes them.
     """
 
-    index_dir: str | None = None
+    index: str | None = None
     pipeline: Pipeline | str | None = None
     top_k: int | None = None
     allowed: list[str] = Field(default_factory=list)
     rag: RAG | None = None
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _old_names(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "index_dir" in data:
+            warnings.warn(
+                "RagRetriever(index_dir=...) is now index=... (an index's own folder; --index-dir in the CLI is the "
+                "folder holding indexes); index_dir is accepted until the next release",
+                DeprecationWarning,
+                stacklevel=4,
+            )
+            data = {**data, "index": data.get("index") or data["index_dir"]}
+            del data["index_dir"]
+        return data
+
     @model_validator(mode="after")
     def _open(self) -> RagRetriever:
-        if (self.rag is None) == (self.index_dir is None):
-            raise ConfigError("RagRetriever: give either index_dir (an index folder) or rag (a RAG), not both")
+        if (self.rag is None) == (self.index is None):
+            raise ConfigError("RagRetriever: give either index (an index folder) or rag (a RAG), not both")
         if self.rag is not None and (self.pipeline is not None or self.allowed):
-            raise ConfigError("RagRetriever: pipeline and allowed go with index_dir; a RAG has its own pipeline")
+            raise ConfigError("RagRetriever: pipeline and allowed go with index; a RAG has its own pipeline")
         _check_top_k(self.top_k)
         if self.rag is None:
-            self.rag = RAG(self.index_dir, self.pipeline, self.allowed)  # type: ignore[arg-type]
+            assert self.index is not None
+            self.rag = RAG(self.index, self.pipeline, self.allowed)
         self.rag.folder.require_current()  # a missing index is an error now, not at the first query
         pipeline = self.rag.pipeline
         if "hits" not in pipeline.outputs:
@@ -95,16 +112,25 @@ class RagRetriever(BaseRetriever):
 
 
 def as_retriever(
-    index_dir: str | os.PathLike[str] | None = None,
+    index: str | os.PathLike[str] | None = None,
     pipeline: Pipeline | str | os.PathLike[str] | None = None,
     top_k: int | None = None,
     *,
     rag: RAG | None = None,
     allowed: Collection[str] = (),
+    index_dir: str | os.PathLike[str] | None = None,
 ) -> RagRetriever:
-    """Our retrieval over `index_dir` (or an open `rag`) as a LangChain `BaseRetriever`; see `RagRetriever`."""
+    """Our retrieval over the index folder `index` (or an open `rag`) as a LangChain `BaseRetriever`; see
+    `RagRetriever`. `index_dir` is the old name of `index`, accepted until the next release."""
+    if index_dir is not None:
+        warnings.warn(
+            "as_retriever(index_dir=...) is now as_retriever(index=...); index_dir is accepted until the next release",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        index = index if index is not None else index_dir
     return RagRetriever(
-        index_dir=None if index_dir is None else str(index_dir),
+        index=None if index is None else str(index),
         pipeline=str(pipeline) if isinstance(pipeline, os.PathLike) else pipeline,
         top_k=top_k,
         rag=rag,

@@ -100,7 +100,14 @@ def test_supported_engine_options_pass() -> None:
     for options in (
         {"prefix_caching": True, "speculative": {"method": "draft", "model": "m", "num_speculative_tokens": 3}},
         {"strategy": "sample", "min_p": 0.1, "stream": True, "seed": 1, "speculative": {"method": "ngram"}},
-        {"strategy": "beam", "temperature": 0.5, "sample_top_k": 5, "min_tokens": 1, "stop": ["x"], "prefix_caching": True},
+        {
+            "strategy": "beam",
+            "temperature": 0.5,
+            "sample_top_k": 5,
+            "min_tokens": 1,
+            "stop": ["x"],
+            "prefix_caching": True,
+        },
     ):
         check_transformers(DecodingConfig(**options))  # type: ignore[arg-type]
 

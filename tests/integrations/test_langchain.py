@@ -150,7 +150,7 @@ def test_retriever_returns_the_pipelines_hits_as_documents(fake_rag: RAG) -> Non
 
 
 def test_retriever_opens_an_index_folder_with_its_stored_pipeline(fake_rag: RAG) -> None:
-    retriever = as_retriever(index_dir=fake_rag.folder.root, top_k=2, allowed=ALLOWED)
+    retriever = as_retriever(index=fake_rag.folder.root, top_k=2, allowed=ALLOWED)
     assert retriever.rag is not None and retriever.rag.pipeline.name == "fake"
     assert [d.metadata["source"] for d in retriever.invoke("topic3 facts")] == ["doc3.md", "doc3.md"]
     batch = retriever.batch(["topic0 facts", "topic2 facts"])  # threads: queries are serialised per retriever
@@ -159,13 +159,16 @@ def test_retriever_opens_an_index_folder_with_its_stored_pipeline(fake_rag: RAG)
 
 def test_retriever_settings_are_checked_when_built(fake_rag: RAG, tmp_path: Path) -> None:
     with pytest.raises(IndexNotFoundError, match="no index at"):
-        as_retriever(index_dir=tmp_path / "missing")
-    with pytest.raises(ConfigError, match="either index_dir"):
-        as_retriever(index_dir=fake_rag.folder.root, rag=fake_rag)
-    with pytest.raises(ConfigError, match="either index_dir"):
+        as_retriever(index=tmp_path / "missing")
+    with pytest.raises(ConfigError, match="either index "):
+        as_retriever(index=fake_rag.folder.root, rag=fake_rag)
+    with pytest.raises(ConfigError, match="either index "):
         as_retriever()
-    with pytest.raises(ConfigError, match="pipeline and allowed go with index_dir"):
+    with pytest.raises(ConfigError, match="pipeline and allowed go with index;"):
         as_retriever(rag=fake_rag, pipeline="default")
+    with pytest.warns(DeprecationWarning, match="now as_retriever"):
+        old = as_retriever(index_dir=fake_rag.folder.root, allowed=ALLOWED)
+    assert old.index == str(fake_rag.folder.root)
     with pytest.raises(ConfigError, match="top_k must be None or an integer >= 1, got 0"):
         as_retriever(rag=fake_rag, top_k=0)
     with pytest.raises(ConfigError, match="top_k"):

@@ -66,7 +66,7 @@ def real_rag(docs: Path) -> RAG:
 
 
 def test_retriever_over_the_default_pipeline_finds_by_meaning(real_rag: RAG) -> None:
-    retriever = as_retriever(index_dir=real_rag.folder.root, top_k=2)  # the pipeline stored in the index
+    retriever = as_retriever(index=real_rag.folder.root, top_k=2)  # the pipeline stored in the index
     documents = retriever.invoke("Which island has a mountain that spews lava?")  # no shared content words
     assert len(documents) == 2 and documents[0].metadata["source"] == "volcano.txt"
     assert documents[0].metadata["title"] == "volcano" and documents[0].metadata["start_index"] == 0
