@@ -18,7 +18,7 @@ import threading
 import warnings
 from collections.abc import Collection
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
@@ -37,11 +37,12 @@ from rag.api import RAG
 from rag.core.errors import ConfigError
 from rag.core.pipeline import Pipeline
 from rag.core.serialization import load_pipeline
+from rag.embed.base import Embedder
 from rag.embed.dense import SentenceTransformerEmbedder
 from rag.integrations.langchain_documents import hit_to_document
 from rag.retrieve.dense import DenseRetriever
 
-__all__ = ["DenseEmbedder", "RagEmbeddings", "RagRetriever", "as_embeddings", "as_retriever"]
+__all__ = ["RagEmbeddings", "RagRetriever", "as_embeddings", "as_retriever"]
 
 
 class RagRetriever(BaseRetriever):
@@ -138,14 +139,6 @@ def as_retriever(
     )
 
 
-class DenseEmbedder(Protocol):
-    """What `RagEmbeddings` needs of an embedder (`SentenceTransformerEmbedder` and `DenseRetriever.embedder`)."""
-
-    def encode_queries(self, texts: list[str]) -> np.ndarray: ...
-
-    def encode_documents(self, texts: list[str]) -> np.ndarray: ...
-
-
 class RagEmbeddings(Embeddings):
     """A dense embedder of ours as LangChain `Embeddings`.
 
@@ -162,7 +155,7 @@ class RagEmbeddings(Embeddings):
         batch_size: int = 32,
         normalize: bool = True,
         *,
-        embedder: DenseEmbedder | None = None,
+        embedder: Embedder | None = None,
     ) -> None:
         if embedder is None:
             embedder = SentenceTransformerEmbedder(model, device=device, batch_size=batch_size, normalize=normalize)

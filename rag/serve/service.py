@@ -25,6 +25,7 @@ from rag.api import RAG
 from rag.core.errors import ConfigError, IndexStoreError
 from rag.core.pipeline import Pipeline
 from rag.core.types import Answer, Hit
+from rag.embed.base import Embedder
 from rag.retrieve.base import Retriever
 from rag.serve.errors import ApiError
 from rag.serve.rwlock import ReadWriteLock
@@ -105,11 +106,11 @@ class ServedPipeline:
         with slot.lock.read():
             yield slot.rag
 
-    def embedder(self) -> Any | None:
+    def embedder(self) -> Embedder | None:
         """The pipeline's dense embedding model (for /v1/embeddings), or None."""
         for component in self.pipeline.components.values():
             embedder = getattr(component, "embedder", None)  # DenseRetriever.embedder, or any component's alike
-            if embedder is not None and hasattr(embedder, "encode_documents"):
+            if isinstance(embedder, Embedder):
                 return embedder
         return None
 

@@ -18,7 +18,7 @@ pytest.importorskip("langchain_core")
 
 from langchain_core.document_loaders import BaseLoader
 from langchain_core.documents import Document as LCDocument
-from langchain_core.embeddings import DeterministicFakeEmbedding
+from langchain_core.embeddings import DeterministicFakeEmbedding, Embeddings
 from langchain_core.vectorstores import InMemoryVectorStore
 
 from rag.api import RAG
@@ -38,6 +38,7 @@ from rag.integrations.langchain import (
 )
 from tests.fakes import HashRetriever
 from tests.indexing_helpers import fake_pipeline, make_corpus
+from tests.retrieve.contract import round_trip
 
 ALLOWED = ["tests.fakes.HashRetriever"]
 CHUNKER = RecursiveChunker(chunk_size=120, chunk_overlap=20, unit="chars")
@@ -257,3 +258,22 @@ def test_index_documents_refuses_other_sources_and_empty_documents(tmp_path: Pat
     assert RAG(tmp_path / "new").folder.current() is None  # nothing was written
     report = index_documents(empty, tmp_path / "new", fake_pipeline(), source="kb")
     assert report.failures == [{"path": "b", "reason": "the document has no text"}] and report.added == 1
+
+
+class WordEmbeddings(Embeddings):
+    """LangChain embeddings that count each word in one of 64 dimensions: texts sharing words are close."""
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return [self.embed_query(text) for text in texts]
+
+    def embed_query(self, text: str) -> list[float]:
+        vector = [0.0] * 64
+        for word in text.lower().replace(".", " ").split():
+            vector[sum(map(ord, word)) % 64] += 1.0
+        return vector
+
+
+def test_the_langchain_dense_retriever_keeps_the_retriever_contract(tmp_path: Path, names: list[str]) -> None:
+    pytest.importorskip("faiss")
+    names.append(register("words-64", WordEmbeddings()))
+    round_trip(lambda: LangChainDenseRetriever(embeddings="words-64", top_k=3), tmp_path)

@@ -13,7 +13,7 @@ from rag.core.pipeline import IndexingSettings, Pipeline
 from rag.ingest.chunkers.recursive import RecursiveChunker
 from rag.retrieve.colbert import ColBERTRetriever
 from tests.indexing_helpers import check_consistent, make_corpus
-from tests.retrieve.test_bm25_retriever import CHUNKS, DictLookup, chunk
+from tests.retrieve.contract import CHUNKS, DictLookup, chunk, round_trip
 from tests.retrieve.test_dense_retriever import PASSAGES
 
 pytest.importorskip("faiss")
@@ -56,30 +56,14 @@ def words(monkeypatch):
 
 
 def test_full_contract_round_trip(tmp_path, words):
-    lookup = DictLookup(CHUNKS)
-    retriever = ColBERTRetriever(top_k=3)
-    retriever.load(None, lookup)
-    assert retriever.run(query="cats")["hits"] == []
-    retriever.add(CHUNKS)
-    retriever.add(CHUNKS[:2])  # already indexed: not embedded again
-    retriever.save(tmp_path / "gen1")
-
-    fresh = ColBERTRetriever(top_k=3)
-    fresh.load(tmp_path / "gen1", lookup)
-    assert len(fresh) == len(CHUNKS)
-    hits = fresh.run(query="cats chase mice")["hits"]
-    assert hits[0].chunk == CHUNKS[0]
-    assert hits[0].score == pytest.approx(3.0, abs=1e-2)  # every query word found: MaxSim 1 each
-    assert len(hits) == 3 and [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
-
-    fresh.remove(["cats"])
-    assert all(h.id != "cats" for h in fresh.run(query="cats chase mice", top_k=10)["hits"])
-    fresh.save(tmp_path / "gen2")
-    again = ColBERTRetriever(storage="float16")
-    again.load(tmp_path / "gen2", lookup)
-    assert len(again) == len(CHUNKS) - 1
-    assert [h.id for h in again.run(query="dogs bark and fetch", top_k=1)["hits"]] == ["dogs"]
+    round_trip(lambda: ColBERTRetriever(top_k=3), tmp_path)
     assert sorted(words.embedded) == sorted(c.text for c in CHUNKS)  # each chunk embedded once
+    lookup = DictLookup(CHUNKS)
+    stored = ColBERTRetriever(storage="float16")
+    stored.load(None, lookup)
+    stored.add(CHUNKS)
+    hits = stored.run(query="cats chase mice")["hits"]
+    assert hits[0].score == pytest.approx(3.0, abs=1e-2)  # every query word found: MaxSim 1 each
 
 
 def test_run_batch_embeds_the_queries_together_and_matches_run(words):

@@ -8,7 +8,7 @@ from rag.index.faiss_binary import BinaryFaissIndex
 from rag.index.faiss_index import FaissIndex
 from rag.retrieve.dense import DenseRetriever
 from tests.index.test_bm25_index import is_memory_mapped
-from tests.retrieve.test_bm25_retriever import DictLookup, chunk
+from tests.retrieve.contract import DictLookup, chunk
 from tests.retrieve.test_dense_retriever import PASSAGES, HashEmbedder
 
 TOPICS = [

@@ -13,7 +13,7 @@ from rag.core.errors import ConfigError, IndexStoreError, MissingDependencyError
 from rag.embed.dense import SentenceTransformerEmbedder
 from rag.retrieve.dense import DenseRetriever
 from rag.runtime.models import resolve_model
-from tests.retrieve.test_bm25_retriever import CHUNKS, DictLookup, chunk
+from tests.retrieve.contract import CHUNKS, DictLookup, chunk, round_trip
 
 
 class HashEmbedder:
@@ -50,29 +50,7 @@ def hashed(monkeypatch):
 
 
 def test_full_contract_round_trip(tmp_path, hashed):
-    lookup = DictLookup(CHUNKS)
-    retriever = DenseRetriever(top_k=3)
-    retriever.load(None, lookup)
-    assert retriever.run(query="cats")["hits"] == []
-    retriever.add(CHUNKS)
-    retriever.add(CHUNKS[:2])  # already indexed: not embedded again
-    retriever.save(tmp_path / "gen1")
-
-    fresh = DenseRetriever(top_k=3)
-    fresh.load(tmp_path / "gen1", lookup)
-    assert len(fresh) == len(CHUNKS)
-    hits = fresh.run(query="cats chase mice")["hits"]
-    assert hits[0].chunk == CHUNKS[0]
-    assert len(hits) == 3
-    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
-
-    fresh.remove(["cats"])
-    assert all(h.id != "cats" for h in fresh.run(query="cats chase mice", top_k=10)["hits"])
-    fresh.save(tmp_path / "gen2")
-    again = DenseRetriever()
-    again.load(tmp_path / "gen2", lookup)
-    assert len(again) == len(CHUNKS) - 1
-    assert [h.id for h in again.run(query="dogs bark and fetch", top_k=1)["hits"]] == ["dogs"]
+    round_trip(lambda: DenseRetriever(top_k=3), tmp_path)
     assert sorted(hashed.embedded) == sorted(c.text for c in CHUNKS)  # each chunk embedded once
 
 

@@ -13,7 +13,7 @@ from rag.embed.quantize import score_rows
 from rag.index.rescore import rescore
 from rag.retrieve.matryoshka import FunnelIndex, MatryoshkaRetriever, truncated
 from tests.index.test_bm25_index import is_memory_mapped
-from tests.retrieve.test_bm25_retriever import CHUNKS, DictLookup
+from tests.retrieve.contract import CHUNKS, DictLookup, round_trip
 from tests.retrieve.test_dense_retriever import PASSAGES, HashEmbedder
 
 DIM, SHORT = 64, 8
@@ -163,27 +163,7 @@ def hashed(monkeypatch):
 
 
 def test_retriever_contract_round_trip(tmp_path, hashed):
-    lookup = DictLookup(CHUNKS)
-    retriever = MatryoshkaRetriever(model="hash", search_dim=16, top_k=3)
-    retriever.load(None, lookup)
-    assert retriever.run(query="cats")["hits"] == []
-    retriever.add(CHUNKS)
-    retriever.add(CHUNKS[:2])  # already indexed: not embedded again
-    retriever.save(tmp_path / "gen1")
-    fresh = MatryoshkaRetriever(model="hash", search_dim=16, top_k=3, rescore_multiplier=2)
-    fresh.load(tmp_path / "gen1", lookup)
-    hits = fresh.run(query="cats chase mice")["hits"]
-    assert hits[0].chunk == CHUNKS[0] and len(hits) == 3
-    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
-    queries = ["cats chase mice", "dogs bark and fetch", "whales in the ocean"]
-    assert fresh.run_batch(queries) == [fresh.run(query=q)["hits"] for q in queries]
-    fresh.remove(["cats"])
-    assert all(h.id != "cats" for h in fresh.run(query="cats chase mice", top_k=10)["hits"])
-    fresh.save(tmp_path / "gen2")
-    again = MatryoshkaRetriever(model="hash", search_dim=16)
-    again.load(tmp_path / "gen2", lookup)
-    assert len(again) == len(CHUNKS) - 1
-    assert [h.id for h in again.run(query="dogs bark and fetch", top_k=1)["hits"]] == ["dogs"]
+    round_trip(lambda: MatryoshkaRetriever(model="hash", search_dim=16, top_k=3, rescore_multiplier=2), tmp_path)
     assert sorted(hashed.embedded) == sorted(c.text for c in CHUNKS)  # each chunk embedded once
 
 

@@ -21,7 +21,7 @@ from rag.ingest.chunkers.recursive import RecursiveChunker
 from rag.retrieve.splade import SpladeRetriever
 from rag.runtime.models import packaged_path
 from tests.indexing_helpers import check_consistent
-from tests.retrieve.test_bm25_retriever import CHUNKS, DictLookup, chunk
+from tests.retrieve.contract import CHUNKS, DictLookup, chunk, round_trip
 from tests.retrieve.test_dense_retriever import PASSAGES
 
 DIM = 64
@@ -60,29 +60,8 @@ def hashed(monkeypatch):
 
 
 def test_full_contract_round_trip(tmp_path, hashed):
-    lookup = DictLookup(CHUNKS)
-    retriever = SpladeRetriever(top_k=3)
-    retriever.load(None, lookup)
-    assert len(retriever) == 0
-    retriever.add(CHUNKS)
-    retriever.add(CHUNKS[:2])  # already indexed: not encoded again
-    assert sorted(retriever._embedder.documents) == sorted(c.text for c in CHUNKS)
-    retriever.save(tmp_path / "gen1")
-
-    fresh = SpladeRetriever(top_k=3)
-    fresh.load(tmp_path / "gen1", lookup)
-    assert len(fresh) == len(CHUNKS)
-    hits = fresh.run(query="cats chase mice")["hits"]
-    assert hits[0].chunk == CHUNKS[0] and hits[0].score == 3.0
-    assert len(hits) <= 3 and [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
-
-    fresh.remove(["cats"])
-    assert all(h.id != "cats" for h in fresh.run(query="cats chase mice", top_k=10)["hits"])
-    fresh.save(tmp_path / "gen2")
-    again = SpladeRetriever()
-    again.load(tmp_path / "gen2", lookup)
-    assert len(again) == len(CHUNKS) - 1
-    assert [h.id for h in again.run(query="bark fetch", top_k=1)["hits"]] == ["dogs"]
+    again = round_trip(lambda: SpladeRetriever(top_k=3), tmp_path)
+    assert again.run(query="bark fetch", top_k=1)["hits"][0].id == "dogs"
 
 
 def test_run_batch_encodes_the_queries_once_and_equals_run(hashed):
