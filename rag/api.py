@@ -13,7 +13,16 @@ from rag.core.pipeline import Pipeline
 from rag.core.serialization import load_pipeline, pipeline_from_dict
 from rag.core.streaming import stream_call
 from rag.core.types import Answer, Hit
-from rag.indexer import IndexReport, Progress, check_compatible, index_folder, retrievers
+from rag.indexer import (
+    IndexingEngine,
+    IndexReport,
+    Progress,
+    Source,
+    check_compatible,
+    folder_source,
+    retrievers,
+    update_index,
+)
 from rag.store.chunk_store import ChunkStore
 from rag.store.index_folder import IndexFolder
 
@@ -65,16 +74,27 @@ class RAG:
 
     def index(
         self,
-        folder: str | os.PathLike[str],
+        source: str | os.PathLike[str] | Source,
         *,
         strict: bool = False,
         rebuild: bool = False,
         wait: float = 0.0,
         progress: Progress | None = None,
+        engine: IndexingEngine | None = None,
     ) -> IndexReport:
-        """Bring the index in step with `folder` (only new and changed files are embedded)."""
-        report = index_folder(
-            folder, self.folder.root, self.pipeline, strict=strict, rebuild=rebuild, wait=wait, progress=progress
+        """Bring the index in step with `source`: a folder, or any `rag.indexer.Source` (a LangChain loader's
+        documents...). Only new and changed documents are embedded; `engine` runs the reading, chunking and
+        embedding (default: in this process; `rag.distributed.ray_engine.RayEngine` on a Ray cluster)."""
+        chosen = folder_source(source, self.pipeline, engine) if isinstance(source, (str, os.PathLike)) else source
+        report = update_index(
+            self.folder.root,
+            self.pipeline,
+            chosen,
+            strict=strict,
+            rebuild=rebuild,
+            wait=wait,
+            progress=progress,
+            engine=engine,
         )
         self._loaded_generation = None
         return report

@@ -40,10 +40,13 @@ from rag.version import __version__
 
 __all__ = [
     "FileToRead",
+    "FolderSource",
     "IndexReport",
     "IndexingEngine",
     "LocalEngine",
     "Progress",
+    "Source",
+    "folder_source",
     "index_folder",
     "read_file",
     "retrievers",
@@ -188,6 +191,69 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+class Source(Protocol):
+    """Where an index's documents come from (a folder, a LangChain loader): what `update_index` brings it in
+    step with.
+
+    `label` is recorded in the manifest as the index's root: an index is only updated from the same source.
+    `kind` is put before a label in messages ("the folder "), `mismatch_hint` says what to do when the index
+    mirrors another source, `failed_items` what failed items are ("file(s) could not be read") and
+    `strict_name` how the caller spells strictness (`--strict`, `strict=True`). `sync(store, report, progress)`
+    brings the chunk store in step with the source, reporting added, changed, removed and failed items, and
+    returns whether a record changed without new chunks.
+    """
+
+    @property
+    def label(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def mismatch_hint(self) -> str: ...
+    @property
+    def failed_items(self) -> str: ...
+    @property
+    def strict_name(self) -> str: ...
+
+    def sync(self, store: ChunkStore, report: IndexReport, progress: Progress | None) -> bool: ...
+
+
+@dataclass
+class FolderSource:
+    """A folder of documents (see the module docstring); `select` keeps only the files whose relative path it
+    accepts (the others count as absent); `engine` reads and chunks the changed files."""
+
+    root: Path
+    settings: IndexingSettings
+    engine: IndexingEngine
+    select: Callable[[str], bool] | None = None
+    kind: str = "the folder "
+    mismatch_hint: str = "index this folder into another index (--index OTHER) or rebuild this one (--rebuild)"
+    failed_items: str = "file(s) could not be read"
+    strict_name: str = "--strict"
+
+    @property
+    def label(self) -> str:
+        return str(self.root)
+
+    def sync(self, store: ChunkStore, report: IndexReport, progress: Progress | None) -> bool:
+        return _sync_files(self.root, store, self.settings, report, progress, self.engine, self.select)
+
+
+def folder_source(
+    folder: str | os.PathLike[str],
+    pipeline: Pipeline,
+    engine: IndexingEngine | None = None,
+    select: Callable[[str], bool] | None = None,
+) -> FolderSource:
+    """The `FolderSource` for `folder` with `pipeline`'s indexing settings (an existing folder, else an error)."""
+    root = Path(folder).expanduser()
+    if not root.is_dir():
+        raise InputPathError(f"cannot index '{folder}': it is not an existing folder; give a folder of documents")
+    fingerprint(pipeline)  # checks the pipeline can index at all
+    assert pipeline.indexing is not None
+    return FolderSource(root.resolve(), pipeline.indexing, engine or LocalEngine(), select)
+
+
 def index_folder(
     folder: str | os.PathLike[str],
     index_dir: str | os.PathLike[str],
@@ -205,54 +271,29 @@ def index_folder(
     `engine` runs the reading, chunking and embedding (default: `LocalEngine`); `select`, when
     given, keeps only the files whose relative path it accepts (the others count as absent).
     """
-    engine = engine or LocalEngine()
-    root = Path(folder).expanduser()
-    if not root.is_dir():
-        raise InputPathError(f"cannot index '{folder}': it is not an existing folder; give a folder of documents")
-    root = root.resolve()
-    settings = pipeline.indexing
-    fingerprint(pipeline)  # checks the pipeline can index at all
-    assert settings is not None
+    source = folder_source(folder, pipeline, engine, select)
     return update_index(
-        index_dir,
-        pipeline,
-        str(root),
-        lambda store, report: _sync_files(root, store, settings, report, progress, engine, select),
-        strict=strict,
-        rebuild=rebuild,
-        wait=wait,
-        progress=progress,
-        engine=engine,
-        source_kind="the folder ",
-        mismatch_hint="index this folder into another index (--index OTHER) or rebuild this one (--rebuild)",
-        strict_hint="file(s) could not be read",
-        strict_flag="--strict",
+        index_dir, pipeline, source, strict=strict, rebuild=rebuild, wait=wait, progress=progress, engine=engine
     )
 
 
 def update_index(
     index_dir: str | os.PathLike[str],
     pipeline: Pipeline,
-    source: str,
-    sync: Callable[[ChunkStore, IndexReport], bool],
+    source: Source,
     *,
     strict: bool = False,
     rebuild: bool = False,
     wait: float = 0.0,
     progress: Progress | None = None,
     engine: IndexingEngine | None = None,
-    source_kind: str = "",
-    mismatch_hint: str = "update another index or rebuild this one",
-    strict_hint: str = "source(s) could not be indexed",
-    strict_flag: str = "strict=True",
 ) -> IndexReport:
-    """The update every source shares (a folder, a LangChain loader), under the index's write lock.
+    """Bring the index in step with `source` (a `Source`), under the index's write lock: the one update flow.
 
-    The previous generation (none with `rebuild`) must come from a compatible pipeline and the same
-    `source` (recorded in the manifest as its root). `sync(store, report)` brings the chunk store in step
-    with the source and returns whether a record changed without new chunks. Then, when anything changed,
-    the new chunks are embedded (through `engine`), removed ones dropped from every retriever, and a new
-    generation is committed atomically. With `strict`, a failed source item writes nothing.
+    The previous generation (none with `rebuild`) must come from a compatible pipeline and the same source
+    (its `label`, recorded in the manifest as the root). `source.sync` brings the chunk store in step with it.
+    Then, when anything changed, the new chunks are embedded (through `engine`), removed ones dropped from
+    every retriever, and a new generation is committed atomically. With `strict`, a failed item writes nothing.
     """
     started = time.perf_counter()
     index = IndexFolder(index_dir)
@@ -264,14 +305,15 @@ def update_index(
         if previous is not None:
             manifest = index.manifest(previous)
             check_compatible(manifest["fingerprint"], pipeline, index.root)
-            if manifest["root"] != source:
+            if manifest["root"] != source.label:
                 raise IncompatibleIndexError(
-                    f"index {index.root} mirrors {source_kind}{manifest['root']}, not {source}; {mismatch_hint}"
+                    f"index {index.root} mirrors {source.kind}{manifest['root']}, not {source.label}; "
+                    f"{source.mismatch_hint}"
                 )
             store = ChunkStore.load(previous)
         report = IndexReport()
         before = set(store.chunks)
-        changed_record = sync(store, report)
+        changed_record = source.sync(store, report, progress)
         # by length, so each embedding call pads little (as one call over everything would)
         added = sorted((store.chunks[i] for i in store.chunks.keys() - before), key=lambda c: (len(c.text), c.id))
         removed = before - store.chunks.keys()
@@ -279,14 +321,14 @@ def update_index(
         if strict and report.failed:
             first = report.failures[0]
             raise LoaderError(
-                f"{report.failed} {strict_hint} (first: {first['path']}: {first['reason']}); nothing was written "
-                f"because of {strict_flag}"
+                f"{report.failed} {source.failed_items} (first: {first['path']}: {first['reason']}); nothing was "
+                f"written because of {source.strict_name}"
             )
         if previous is None or added or removed or changed_record:
             with index.new_generation() as generation, engine.embedding(pipeline, added, progress):
                 update_retrievers(pipeline, previous, generation, store, added, removed, progress)
                 store.save(generation)
-                write_manifest(generation, pipeline, wanted, source, store)
+                write_manifest(generation, pipeline, wanted, source.label, store)
             report.committed = True
             report.chunks_embedded = len(added) if retrievers(pipeline) else 0
     report.seconds = time.perf_counter() - started

@@ -60,23 +60,12 @@ def index_cmd(
 
     with guard(as_json), progress_bar(True) as progress:
         rag = RAG(index_path(index, index_dir), pipeline, allowed)
+        runner = None
         if check_engine(engine, address) == "ray":
             from rag.distributed.ray_engine import RayEngine
-            from rag.indexer import index_folder
 
-            ray_engine = RayEngine(address=address, staging=rag.folder.root)
-            report = index_folder(
-                path,
-                rag.folder.root,
-                rag.pipeline,
-                strict=strict,
-                rebuild=rebuild,
-                wait=wait,
-                progress=progress,
-                engine=ray_engine,
-            )
-        else:
-            report = rag.index(path, strict=strict, rebuild=rebuild, wait=wait, progress=progress)
+            runner = RayEngine(address=address, staging=rag.folder.root)
+        report = rag.index(path, strict=strict, rebuild=rebuild, wait=wait, progress=progress, engine=runner)
     data = report.to_dict()
     nothing_indexed = report.failed and not (report.added + report.changed + report.unchanged)
     if as_json:

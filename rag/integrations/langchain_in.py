@@ -27,6 +27,7 @@ import logging
 import os
 import threading
 from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -46,7 +47,7 @@ from rag.core.component import Component
 from rag.core.errors import ConfigError
 from rag.core.pipeline import Pipeline
 from rag.core.types import Chunk, Document, Hit
-from rag.indexer import IndexReport, Progress, update_index
+from rag.indexer import IndexReport, Progress
 from rag.integrations.langchain_documents import document_to_hit, plain_metadata, to_rag_documents
 from rag.retrieve.dense import DenseRetriever
 from rag.store.chunk_store import ChunkStore, FileRecord
@@ -312,21 +313,30 @@ def index_documents(
     label = source or "langchain:" + (
         f"{kind.__module__}.{kind.__qualname__}" if isinstance(documents, BaseLoader) else "documents"
     )
-    resolved = RAG(index, pipeline, allowed).pipeline  # the pipeline exactly as RAG resolves it
-    loaded = load_documents(documents)
-    assert resolved.indexing is not None
-    return update_index(
-        index,
-        resolved,
-        label,
-        lambda store, report: _sync_documents(loaded, store, resolved, report, progress),
+    rag = RAG(index, pipeline, allowed)
+    return rag.index(
+        DocumentsSource(label, load_documents(documents), rag.pipeline),
         strict=strict,
         rebuild=rebuild,
         wait=wait,
         progress=progress,
-        mismatch_hint="index these documents into another index or rebuild this one (rebuild=True)",
-        strict_hint="document(s) could not be indexed",
     )
+
+
+@dataclass
+class DocumentsSource:
+    """Documents (from a LangChain loader) as an index's source (`rag.indexer.Source`)."""
+
+    label: str
+    documents: list[Document]
+    pipeline: Pipeline
+    kind: str = ""
+    mismatch_hint: str = "index these documents into another index or rebuild this one (rebuild=True)"
+    failed_items: str = "document(s) could not be indexed"
+    strict_name: str = "strict=True"
+
+    def sync(self, store: ChunkStore, report: IndexReport, progress: Progress | None) -> bool:
+        return _sync_documents(self.documents, store, self.pipeline, report, progress)
 
 
 def _sync_documents(

@@ -23,9 +23,9 @@ from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from rag.api import RAG
 from rag.core.errors import RagError
 from rag.core.pipeline import Pipeline
-from rag.indexer import index_folder
 from rag.serve.errors import ApiError
 from rag.store.index_folder import IndexFolder
 
@@ -147,7 +147,8 @@ class JobQueue:
             job |= {"status": "running", "started": time.time()}
             self._write(job)
             try:
-                report = index_folder(self.documents.root, self.documents.index.root, self._pipeline(), wait=self._wait)
+                rag = RAG(self.documents.index.root, self._pipeline(), follow_updates=False)
+                report = rag.index(self.documents.root, wait=self._wait)
                 self._after()
                 job |= {"status": "succeeded", "report": report.to_dict()}
             except RagError as exc:
