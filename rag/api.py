@@ -23,6 +23,7 @@ from rag.indexer import (
     retrievers,
     update_index,
 )
+from rag.retrieve.base import Retriever
 from rag.store.chunk_store import ChunkStore
 from rag.store.index_folder import IndexFolder
 
@@ -179,6 +180,34 @@ class RAG:
         if top_k is not None and "top_k" in pipeline.inputs:
             inputs["top_k"] = top_k
         return pipeline.run(inputs, outputs=[output])[output]
+
+    def current_generation(self) -> Path | None:
+        """The folder of the index's live generation (None before anything was indexed)."""
+        return self.folder.current()
+
+    def mirrored_source(self) -> str | None:
+        """What the live generation was built from (a folder's path, a loader's label); None before any."""
+        current = self.folder.current()
+        return None if current is None else self.folder.manifest(current).get("root")
+
+    def replica(self) -> RAG:
+        """Another `RAG` over the same index and pipeline whose retrievers are its own objects (generators and
+        other components are shared, so no model loads twice): a server loads a new generation into one while the
+        other answers. It changes generation only in `refresh()`."""
+        pipeline = self.pipeline
+        components = {
+            name: type(c)(**c.settings) if isinstance(c, Retriever) else c for name, c in pipeline.components.items()
+        }
+        twin = Pipeline(
+            components,
+            [(f"{c.sender}.{c.output}", f"{c.receiver}.{c.input}") for c in pipeline.connections],
+            inputs={name: [f"{c}.{s}" for c, s in targets] for name, targets in pipeline.inputs.items()},
+            outputs={name: f"{c}.{o}" for name, (c, o) in pipeline.outputs.items()},
+            indexing=pipeline.indexing,
+            name=pipeline.name,
+            description=pipeline.description,
+        )
+        return RAG(self.folder.root, twin, self._allowed, follow_updates=False)
 
     def refresh(self) -> Path:
         """Attach the live index generation to the pipeline's retrievers now; returns its folder."""

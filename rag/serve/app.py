@@ -22,7 +22,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, Response
 
 from rag import __version__
-from rag.core.pipeline import Pipeline
+from rag.api import RAG
 from rag.serve.auth import require_api_key
 from rag.serve.documents import DocumentFolder, JobQueue
 from rag.serve.documents_routes import documents_router
@@ -32,7 +32,7 @@ from rag.serve.metrics import CONTENT_TYPE_LATEST, Metrics, MetricsMiddleware
 from rag.serve.openai_routes import openai_router
 from rag.serve.protocol import request_models
 from rag.serve.routes import health_router, native_router
-from rag.serve.service import RagService, twin
+from rag.serve.service import RagService
 from rag.serve.settings import SETTINGS_ENV, ServerSettings, is_loopback
 
 __all__ = ["app_from_env", "create_app", "serve"]
@@ -55,15 +55,15 @@ def create_app(settings: ServerSettings) -> FastAPI:
     for served in service.served.values():
         for pipeline in served.pipelines:
             metrics.instrument(served.name, pipeline)
-    documents = DocumentFolder(settings.index)
-    indexing: list[Pipeline] = []
+    documents = DocumentFolder(settings.index, lambda: service.default.mirrored_source())
+    indexing: list[RAG] = []
 
-    def indexing_pipeline() -> Pipeline:  # its own retrievers: indexing never touches what requests read
+    def indexer() -> RAG:  # its own retrievers: indexing never touches what requests read
         if not indexing:
-            indexing.append(twin(service.default.pipeline))
+            indexing.append(service.default.replica())
         return indexing[0]
 
-    jobs = JobQueue(documents, indexing_pipeline, lambda: service.sync(wait=True, strict=True), settings.index_wait_s)
+    jobs = JobQueue(documents, indexer, lambda: service.sync(wait=True, strict=True), settings.index_wait_s)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

@@ -25,9 +25,7 @@ from typing import Any
 
 from rag.api import RAG
 from rag.core.errors import RagError
-from rag.core.pipeline import Pipeline
 from rag.serve.errors import ApiError
-from rag.store.index_folder import IndexFolder
 
 __all__ = ["DOCUMENTS_FOLDER", "DocumentFolder", "JobQueue", "safe_name"]
 
@@ -53,16 +51,14 @@ def safe_name(name: str) -> str:
 class DocumentFolder:
     """The folder of uploaded documents inside an index folder."""
 
-    def __init__(self, index: Path) -> None:
-        self.index = IndexFolder(index)
-        self.root = Path(index) / DOCUMENTS_FOLDER
+    def __init__(self, index: Path, mirrored: Callable[[], str | None]) -> None:
+        self.index = Path(index)
+        self.root = self.index / DOCUMENTS_FOLDER
+        self._mirrored = mirrored
 
     def check_writable(self) -> None:
         """Refuse (409) when the index mirrors a folder other than the uploads folder."""
-        current = self.index.current()
-        if current is None:
-            return
-        mirrored = self.index.manifest(current).get("root")
+        mirrored = self._mirrored()
         if mirrored is not None and Path(mirrored) != self.root.resolve():
             raise ApiError(
                 409,
@@ -106,11 +102,11 @@ class JobQueue:
     """Indexing jobs run one at a time in a worker thread; `after()` is called when one has committed."""
 
     def __init__(
-        self, documents: DocumentFolder, pipeline: Callable[[], Pipeline], after: Callable[[], Any], wait: float
+        self, documents: DocumentFolder, indexer: Callable[[], RAG], after: Callable[[], Any], wait: float
     ) -> None:
         self.documents = documents
-        self.folder = documents.index.root / "jobs"
-        self._pipeline = pipeline
+        self.folder = documents.index / "jobs"
+        self._indexer = indexer
         self._after = after
         self._wait = wait
         self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue()
@@ -147,8 +143,7 @@ class JobQueue:
             job |= {"status": "running", "started": time.time()}
             self._write(job)
             try:
-                rag = RAG(self.documents.index.root, self._pipeline(), follow_updates=False)
-                report = rag.index(self.documents.root, wait=self._wait)
+                report = self._indexer().index(self.documents.root, wait=self._wait)
                 self._after()
                 job |= {"status": "succeeded", "report": report.to_dict()}
             except RagError as exc:

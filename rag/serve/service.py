@@ -26,36 +26,13 @@ from rag.core.errors import ConfigError, IndexStoreError
 from rag.core.pipeline import Pipeline
 from rag.core.types import Answer, Hit
 from rag.embed.base import Embedder
-from rag.retrieve.base import Retriever
 from rag.serve.errors import ApiError
 from rag.serve.rwlock import ReadWriteLock
 from rag.serve.settings import ServerSettings
-from rag.store.index_folder import IndexFolder
 
-__all__ = ["RagService", "ServedPipeline", "twin"]
+__all__ = ["RagService", "ServedPipeline"]
 
 logger = logging.getLogger(__name__)
-
-
-def _pinned(index: Path, pipeline: Pipeline) -> RAG:
-    """A RAG whose index generation changes only in `refresh()`, never inside a request."""
-    return RAG(index, pipeline, follow_updates=False)
-
-
-def twin(pipeline: Pipeline) -> Pipeline:
-    """The same pipeline with fresh retriever components; every other component object is shared."""
-    components = {
-        name: type(c)(**c.settings) if isinstance(c, Retriever) else c for name, c in pipeline.components.items()
-    }
-    return Pipeline(
-        components,
-        [(f"{c.sender}.{c.output}", f"{c.receiver}.{c.input}") for c in pipeline.connections],
-        inputs={name: [f"{c}.{s}" for c, s in targets] for name, targets in pipeline.inputs.items()},
-        outputs={name: f"{c}.{o}" for name, (c, o) in pipeline.outputs.items()},
-        indexing=pipeline.indexing,
-        name=pipeline.name,
-        description=pipeline.description,
-    )
 
 
 @dataclass
@@ -71,7 +48,8 @@ class ServedPipeline:
     def __init__(self, name: str, index: Path, pipeline: Pipeline) -> None:
         self.name = name
         self.pipeline = pipeline
-        self._slots = [_Slot(_pinned(index, pipeline)), _Slot(_pinned(index, twin(pipeline)))]
+        first = RAG(index, pipeline, follow_updates=False)  # its generation changes only in refresh()
+        self._slots = [_Slot(first), _Slot(first.replica())]
         self._active = 0
 
     @property
@@ -106,6 +84,18 @@ class ServedPipeline:
         with slot.lock.read():
             yield slot.rag
 
+    def replica(self) -> RAG:
+        """A RAG over the same index and pipeline with its own retrievers (for indexing uploads)."""
+        return self._slots[0].rag.replica()
+
+    def mirrored_source(self) -> str | None:
+        """What the index's live generation was built from."""
+        return self._slots[self._active].rag.mirrored_source()
+
+    def live_generation(self) -> Path | None:
+        """The index's live generation (which may not be swapped in yet)."""
+        return self._slots[self._active].rag.current_generation()
+
     def embedder(self) -> Embedder | None:
         """The pipeline's dense embedding model (for /v1/embeddings), or None."""
         for component in self.pipeline.components.values():
@@ -120,7 +110,6 @@ class RagService:
 
     def __init__(self, settings: ServerSettings) -> None:
         self.settings = settings
-        self.folder = IndexFolder(settings.index)
         self.served: dict[str, ServedPipeline] = {}
         self.generation: Path | None = None
         self.started = int(time.time())
@@ -148,7 +137,7 @@ class RagService:
             served.warm_up()
         self.sync(wait=True, strict=True)
         self.ready = True
-        logger.info("serving %s over %s (generation %s)", ", ".join(self.served), self.folder.root, self.generation)
+        logger.info("serving %s over %s (generation %s)", ", ".join(self.served), self.settings.index, self.generation)
 
     @property
     def default(self) -> ServedPipeline:
@@ -175,7 +164,7 @@ class RagService:
         requests go on with the previous one (`strict`: raise instead).
         """
         try:
-            current = self.folder.current()
+            current = self.default.live_generation()
         except IndexStoreError as exc:  # a damaged CURRENT pointer
             self.problem = str(exc)
             if strict:
