@@ -25,7 +25,7 @@ from typing import Any
 
 from rag.api import RAG
 from rag.core.errors import RagError
-from rag.serve.errors import ApiError
+from rag.serve.errors import ServiceError
 
 __all__ = ["DOCUMENTS_FOLDER", "DocumentFolder", "JobQueue", "safe_name"]
 
@@ -41,7 +41,9 @@ def safe_name(name: str) -> str:
     base = PurePosixPath(unicodedata.normalize("NFKC", name).replace("\\", "/")).name
     base = re.sub(r"[^\w.-]+", "_", base).strip("._")
     if not base:
-        raise ApiError(422, f"the file name {name!r} has no usable characters; name it like 'notes.md'", param="name")
+        raise ServiceError(
+            f"the file name {name!r} has no usable characters; name it like 'notes.md'", "invalid_name", "name"
+        )
     if len(base) > _MAX_NAME:
         stem, dot, suffix = base.rpartition(".")
         base = stem[: _MAX_NAME - len(suffix) - 1] + dot + suffix if dot and len(suffix) < 16 else base[:_MAX_NAME]
@@ -60,18 +62,17 @@ class DocumentFolder:
         """Refuse (409) when the index mirrors a folder other than the uploads folder."""
         mirrored = self._mirrored()
         if mirrored is not None and Path(mirrored) != self.root.resolve():
-            raise ApiError(
-                409,
+            raise ServiceError(
                 f"this index mirrors the folder {mirrored}, so documents cannot be uploaded into it; add files "
                 f"to that folder and run `rag index {mirrored}` again, or serve a new index for uploads "
                 "(`rag serve --index NEW_NAME`)",
-                code="index_mirrors_folder",
+                "index_mirrors_folder",
             )
 
     def path(self, doc_id: str) -> Path:
         """The file of document `doc_id`; 404 when there is none."""
         if not doc_id or safe_name(doc_id) != doc_id or not (self.root / doc_id).is_file():
-            raise ApiError(404, f"no uploaded document '{doc_id}' (see GET /v1/documents)", code="document_not_found")
+            raise ServiceError(f"no uploaded document '{doc_id}' (see GET /v1/documents)", "document_not_found")
         return self.root / doc_id
 
     def save(self, name: str, data: bytes) -> dict[str, Any]:
@@ -128,7 +129,7 @@ class JobQueue:
     def get(self, job_id: str) -> dict[str, Any]:
         path = self.folder / f"{job_id}.json"
         if not _JOB_ID.match(job_id) or not path.is_file():
-            raise ApiError(404, f"no job '{job_id}'", code="job_not_found")
+            raise ServiceError(f"no job '{job_id}'", "job_not_found")
         data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
         return data
 

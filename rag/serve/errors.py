@@ -27,7 +27,16 @@ from rag.core.errors import (
     RagError,
 )
 
-__all__ = ["ERROR_TYPES", "ApiError", "envelope", "error_response", "from_rag_error", "install_error_handlers"]
+__all__ = [
+    "ERROR_TYPES",
+    "SERVICE_STATUS",
+    "ApiError",
+    "ServiceError",
+    "envelope",
+    "error_response",
+    "from_rag_error",
+    "install_error_handlers",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +54,29 @@ ERROR_TYPES = {
     502: "server_error",
     503: "service_unavailable",
 }
+
+
+class ServiceError(RagError):
+    """What the service layer raises when it cannot serve a request, named by `code` (and the request field,
+    `param`); which HTTP status that is, is decided here, in `SERVICE_STATUS`, not by the service."""
+
+    def __init__(self, message: str, code: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.param = param
+
+
+SERVICE_STATUS = {
+    "model_not_found": 404,
+    "document_not_found": 404,
+    "job_not_found": 404,
+    "no_answer": 400,
+    "no_embedder": 400,
+    "index_mirrors_folder": 409,
+    "invalid_name": 422,
+    "not_ready": 503,
+}
+"""The HTTP status of each `ServiceError` code."""
 
 
 class ApiError(Exception):
@@ -83,6 +115,8 @@ def error_response(error: ApiError) -> JSONResponse:
 def from_rag_error(exc: RagError) -> ApiError:
     """The HTTP answer for a library error raised while serving a request."""
     message = str(exc)
+    if isinstance(exc, ServiceError):
+        return ApiError(SERVICE_STATUS.get(exc.code, 400), message, param=exc.param, code=exc.code)
     if isinstance(exc, GenerationCancelled):
         return ApiError(499, message, code="client_closed")
     if isinstance(exc, ConfigError):  # per-request settings the pipeline cannot honour

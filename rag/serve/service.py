@@ -26,7 +26,7 @@ from rag.core.errors import ConfigError, IndexStoreError
 from rag.core.pipeline import Pipeline
 from rag.core.types import Answer, Hit
 from rag.embed.base import Embedder
-from rag.serve.errors import ApiError
+from rag.serve.errors import ServiceError
 from rag.serve.rwlock import ReadWriteLock
 from rag.serve.settings import ServerSettings
 
@@ -144,15 +144,14 @@ class RagService:
         return next(iter(self.served.values()))
 
     def get(self, model: str | None) -> ServedPipeline:
-        """The served pipeline named `model` (the default one for None); 404 for any other name."""
+        """The served pipeline named `model` (the default one for None); a ServiceError for any other name."""
         if model is None:
             return self.default
         if model not in self.served:
-            raise ApiError(
-                404,
+            raise ServiceError(
                 f"the model '{model}' does not exist; this server serves: {', '.join(self.served)} (see /v1/models)",
-                param="model",
-                code="model_not_found",
+                "model_not_found",
+                "model",
             )
         return self.served[model]
 
@@ -196,7 +195,7 @@ class RagService:
     @contextlib.contextmanager
     def reading(self, served: ServedPipeline) -> Iterator[RAG]:
         if not self.ready:
-            raise ApiError(503, "the server is still loading its models; try again shortly", code="not_ready")
+            raise ServiceError("the server is still loading its models; try again shortly", "not_ready")
         self.sync()
         with served.reading() as rag:
             yield rag
@@ -216,9 +215,7 @@ class RagService:
     ) -> Answer:
         """An answer; `on_token` gets the text as it is generated (all at once if the pipeline cannot stream)."""
         if not served.answers:
-            raise ApiError(
-                400, f"the pipeline '{served.name}' retrieves only: it has no 'answer' output", code="no_answer"
-            )
+            raise ServiceError(f"the pipeline '{served.name}' retrieves only: it has no 'answer' output", "no_answer")
         with self.reading(served) as rag:
             answer = rag.ask(question, top_k, decoding or None, on_token if served.streams else None, answer_mode)
         if on_token is not None and not served.streams and answer.text:
@@ -228,13 +225,12 @@ class RagService:
     def embed(self, served: ServedPipeline, texts: list[str], as_queries: bool) -> np.ndarray:
         embedder = served.embedder()
         if embedder is None:
-            raise ApiError(
-                400,
+            raise ServiceError(
                 f"the pipeline '{served.name}' has no dense embedding model; pick a model with one (see /v1/models)",
-                param="model",
-                code="no_embedder",
+                "no_embedder",
+                "model",
             )
         if not self.ready:
-            raise ApiError(503, "the server is still loading its models; try again shortly", code="not_ready")
+            raise ServiceError("the server is still loading its models; try again shortly", "not_ready")
         vectors = embedder.encode_queries(texts) if as_queries else embedder.encode_documents(texts)
         return np.asarray(vectors, dtype=np.float32)

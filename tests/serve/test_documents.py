@@ -12,7 +12,7 @@ import pytest
 
 from rag.core.pipeline import IndexingSettings, Pipeline
 from rag.serve.documents import safe_name
-from rag.serve.errors import ApiError
+from rag.serve.errors import ServiceError, from_rag_error
 from tests.fakes import HashRetriever
 from tests.serve.fakes import answer_pipeline, chunker
 from tests.serve.helpers import DOCS, assert_envelope, serving
@@ -39,8 +39,9 @@ def test_safe_name_keeps_uploads_inside_one_folder() -> None:
     assert safe_name("my report (final).pdf") == "my_report_final_.pdf"
     assert safe_name("ünïcödé.md") == "ünïcödé.md"
     assert len(safe_name("a" * 300 + ".md")) == 120 and safe_name("a" * 300 + ".md").endswith(".md")
-    with pytest.raises(ApiError):
+    with pytest.raises(ServiceError, match="no usable characters") as raised:
         safe_name("../..")
+    assert from_rag_error(raised.value).status == 422
 
 
 def test_upload_then_query_then_delete(tmp_path: Path) -> None:
