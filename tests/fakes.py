@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import threading
 import time
 from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
@@ -12,8 +13,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from rag.core.component import Component
+from rag.core.errors import GenerationCancelled
 from rag.core.types import Chunk, ChunkLookup, Hit
+from rag.generate.base import Generator
 from rag.retrieve.base import Retriever
 
 
@@ -80,18 +82,34 @@ class HashRetriever(Retriever):
         return {"hits": [Hit(c, float(scores[i])) for c, i in zip(chunks, order, strict=True)]}
 
 
-class EchoGenerator(Component):
-    """Replies with the first words of the last message, one word per streamed piece.
+_PASSAGE = re.compile(r"\[1\] \([^)]*\) (.*?) \[1\]", re.S)
 
-    Honours the generator contract: `run(messages, decoding=None, on_token=None)`; `decoding`
-    may set `max_tokens` (words here). Records the decoding options of its last call.
+
+class EchoGenerator(Generator):
+    """The one fake generator of the tests: a real object honouring the generator contract (`Generator`), no model.
+
+    It replies, one word per streamed piece, with the first words of the last message (`source="message"`), or
+    of passage [1] of a `PromptBuilder` prompt followed by ``[1].`` (`source="passage"`; "I do not know." when the
+    prompt shows no passage). `words` is the longest reply (`decoding` may lower it with ``max_tokens``); `delay`
+    seconds pass before each word. It records the decoding options it saw (`seen`, `last_decoding`), the words it
+    sent (`emitted`) and the replies the reader cancelled (`cancelled`). Decoding options are validated against its
+    own settings, like a real backend.
     """
 
     outputs: ClassVar[dict[str, Any]] = {"reply": str, "usage": dict[str, int], "candidates": list[dict[str, Any]]}
 
-    def __init__(self, max_tokens: int = 8) -> None:
-        self.max_tokens = max_tokens
+    def __init__(
+        self, words: int = 8, source: str = "message", delay: float = 0.0, decoding: dict[str, Any] | None = None
+    ) -> None:
+        self.words = words
+        self.source = source
+        self.delay = delay
+        self.decoding = self._decoding_settings(decoding)
+        self.seen: list[dict[str, Any]] = []
         self.last_decoding: dict[str, Any] | None = None
+        self.cancelled = 0
+        self.emitted = 0
+        self._lock = threading.Lock()
 
     def run(
         self,
@@ -99,12 +117,37 @@ class EchoGenerator(Component):
         decoding: dict[str, Any] | None = None,
         on_token: Callable[[str], None] | None = None,
     ) -> dict[str, Any]:
-        self.last_decoding = decoding
-        limit = (decoding or {}).get("max_tokens", self.max_tokens)
-        words = messages[-1]["content"].split()[:limit]
-        pieces = [w if i == 0 else " " + w for i, w in enumerate(words)]
-        for piece in pieces:
-            if on_token is not None:
-                on_token(piece)
-        usage = {"prompt_tokens": sum(len(m["content"].split()) for m in messages), "completion_tokens": len(words)}
-        return {"reply": "".join(pieces), "usage": usage, "candidates": []}
+        config = self._config(decoding)
+        with self._lock:
+            self.seen.append(dict(decoding or {}))
+            self.last_decoding = decoding
+        if not messages:  # nothing retrieved: the contract is an empty reply
+            return self.empty_reply()
+        tokens = self._tokens(messages[-1]["content"], config.max_tokens, (decoding or {}).get("max_tokens"))
+        pieces = []
+        try:
+            for token in tokens:
+                if self.delay:
+                    time.sleep(self.delay)
+                piece = token if not pieces else " " + token
+                if on_token is not None:
+                    on_token(piece)
+                with self._lock:
+                    self.emitted += 1
+                pieces.append(piece)
+        except GenerationCancelled:
+            with self._lock:
+                self.cancelled += 1
+            raise
+        reply = "".join(pieces)
+        prompt_tokens = sum(len(m["content"].split()) for m in messages)
+        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": len(pieces)}
+        return {"reply": reply, "usage": usage, "candidates": []}
+
+    def _tokens(self, content: str, max_tokens: int, asked: int | None) -> list[str]:
+        if self.source == "message":
+            return content.split()[: asked if asked is not None else self.words]
+        found = _PASSAGE.search(content)
+        if not found:
+            return ["I", "do", "not", "know."]
+        return [*found.group(1).split()[: self.words][: max_tokens - 1], "[1]."]

@@ -283,7 +283,7 @@ def test_an_lcel_chain_runs_over_our_retriever_and_generator(fake_rag: RAG) -> N
     chain = (
         {"context": retriever | RunnableLambda(passages), "question": RunnablePassthrough()}
         | prompt
-        | RagChatModel(generator=EchoGenerator(max_tokens=4))
+        | RagChatModel(generator=EchoGenerator(words=4))
         | StrOutputParser()
     )
     answer = chain.invoke("topic2 facts")

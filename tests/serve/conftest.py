@@ -19,7 +19,7 @@ def echo_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def generator() -> EchoGenerator:
-    return EchoGenerator(words=6)
+    return EchoGenerator(words=6, source="passage")
 
 
 @pytest.fixture(scope="module")

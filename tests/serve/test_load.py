@@ -22,7 +22,7 @@ QUESTIONS = {
 
 
 def test_concurrent_clients_get_their_own_answers(echo_index: Path) -> None:
-    with serving(echo_index, answer_pipeline(EchoGenerator(words=4, delay=0.002))) as client:
+    with serving(echo_index, answer_pipeline(EchoGenerator(words=4, delay=0.002, source="passage"))) as client:
         limits = httpx.Limits(max_connections=32, max_keepalive_connections=32)
         shared = httpx.Client(base_url=str(client.base_url), timeout=60, limits=limits)  # thread-safe, 32 connections
 
@@ -46,7 +46,7 @@ def test_concurrent_clients_get_their_own_answers(echo_index: Path) -> None:
 
 
 def test_a_client_that_goes_away_cancels_its_generation(echo_index: Path) -> None:
-    generator = EchoGenerator(words=400, delay=0.01)
+    generator = EchoGenerator(words=400, delay=0.01, source="passage")
     with serving(echo_index, answer_pipeline(generator), max_tokens=1000) as client:
         host, port = str(client.base_url).removeprefix("http://").split(":")
         body = json.dumps({"question": "What do sea otters eat?", "stream": True, "max_tokens": 1000}).encode()

@@ -9,7 +9,7 @@ import httpx
 
 from rag.api import RAG
 from rag.serve.protocol import ANSWER_FIELDS
-from tests.serve.fakes import EchoGenerator, answer_pipeline, retrieval_pipeline
+from tests.serve.fakes import ECHO, EchoGenerator, answer_pipeline, retrieval_pipeline
 from tests.serve.helpers import assert_envelope, serving, sse_events
 
 
@@ -114,7 +114,7 @@ def test_generator_without_decoding_input_takes_no_decoding_options(echo_index: 
     del pipeline_dict["inputs"]["decoding"]
     from rag.core.serialization import pipeline_from_dict
 
-    plain = pipeline_from_dict(pipeline_dict, ["tests.serve.fakes.EchoGenerator"])
+    plain = pipeline_from_dict(pipeline_dict, [ECHO])
     with serving(echo_index, plain) as other:
         props = other.get("/openapi.json").json()["components"]["schemas"]["AnswerRequest"]["properties"]
         assert set(props) == {"question", "stream", "top_k"}

@@ -33,7 +33,7 @@ def server(echo_index: Path) -> Iterator[tuple[str, EchoGenerator]]:
     from rag.serve.app import create_app
     from rag.serve.settings import ServerSettings
 
-    generator = EchoGenerator(words=5)
+    generator = EchoGenerator(words=5, source="passage")
     retrieval = retrieval_pipeline(name="search")
     pipelines: tuple[Pipeline, ...] = (answer_pipeline(generator), retrieval)
     app = create_app(ServerSettings(index=echo_index, pipelines=pipelines, api_keys=("sk-test",), max_tokens=50))

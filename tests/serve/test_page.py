@@ -41,7 +41,7 @@ def test_ask_watch_the_stream_and_open_a_citation(browser: Any, echo_index: Path
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
-    generator = EchoGenerator(words=12, delay=0.15)
+    generator = EchoGenerator(words=12, delay=0.15, source="passage")
     with serving(echo_index, answer_pipeline(generator)) as client:
         browser.get(str(client.base_url) + "/")
         browser.find_element(By.ID, "question").send_keys("Why does bread dough rise?")
