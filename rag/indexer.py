@@ -74,6 +74,8 @@ class IndexReport:
     unchanged: int = 0
     failed: int = 0
     failures: list[dict[str, str]] = field(default_factory=list)
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    """Entries of the folder passed over on purpose (links outside it, special files, aliases), with the reason."""
     chunks_total: int = 0
     chunks_embedded: int = 0
     seconds: float = 0.0
@@ -83,6 +85,7 @@ class IndexReport:
         return {
             "files": {k: getattr(self, k) for k in ("added", "changed", "removed", "unchanged", "failed")},
             "failures": list(self.failures),
+            "skipped": list(self.skipped),
             "chunks": {"total": self.chunks_total, "embedded": self.chunks_embedded},
             "seconds": round(self.seconds, 3),
         }
@@ -348,7 +351,8 @@ def _sync_files(
     seen: set[str] = set()
     todo: list[FileToRead] = []
     stat_only = False
-    for path in walk_folder(root, settings.include, settings.exclude):
+    passed_over: list[tuple[str, str]] = []
+    for path in walk_folder(root, settings.include, settings.exclude, settings.symlinks, passed_over):
         rel = path.relative_to(root).as_posix()
         if select is not None and not select(rel):
             continue
@@ -373,6 +377,7 @@ def _sync_files(
             stat_only = True
             continue
         todo.append(FileToRead(path, rel, stat.st_size, stat.st_mtime_ns, digest))
+    report.skipped += [{"path": rel, "reason": reason} for rel, reason in passed_over]
     for rel in sorted(set(store.files) - seen):
         store.remove_file(rel)
         report.removed += 1

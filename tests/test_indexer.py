@@ -185,3 +185,18 @@ def test_query_after_reindex_sees_the_new_generation(corpus: Path, tmp_path: Pat
     (corpus / "walrus.md").write_text(paragraph("walrus"))
     rag.index(corpus)
     assert rag.query("walrus", top_k=1)[0].chunk.path == "walrus.md"
+
+
+def test_links_out_of_the_folder_are_reported_and_never_indexed(corpus: Path, tmp_path: Path) -> None:
+    secret = tmp_path / "outside" / "secret.txt"
+    secret.parent.mkdir()
+    secret.write_text("the launch code is swordfish")
+    (corpus / "secret-link.txt").symlink_to(secret)
+    (corpus / "passwd.txt").symlink_to("/etc/passwd")
+    report, _ = run(corpus, tmp_path / "index")
+    skipped = {entry["path"]: entry["reason"] for entry in report.skipped}
+    assert set(skipped) == {"secret-link.txt", "passwd.txt"} and "outside the indexed folder" in skipped["passwd.txt"]
+    assert report.to_dict()["skipped"] == report.skipped and report.failed == 0
+    rag = RAG(tmp_path / "index", allowed=ALLOWED)
+    texts = [hit.chunk.text for hit in rag.query("launch code swordfish root", top_k=50)]
+    assert not any("swordfish" in text or "root:" in text for text in texts)

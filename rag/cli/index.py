@@ -84,6 +84,8 @@ def index_cmd(
         out.print(table)
         for failure in report.failures:
             click.echo(f"skipped {failure['path']}: {failure['reason']}", err=True)
+        for entry in report.skipped:
+            click.echo(f"skipped {entry['path']}: {entry['reason']}", err=True)
     if nothing_indexed:
         click.echo("error: no file could be indexed; see the reasons above", err=True)
         sys.exit(1)

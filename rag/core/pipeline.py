@@ -23,7 +23,7 @@ from types import UnionType
 from typing import Any
 
 from rag.core.component import Component, InputSocket, input_sockets
-from rag.core.errors import PipelineError
+from rag.core.errors import ConfigError, PipelineError
 
 __all__ = ["Connection", "IndexingSettings", "Pipeline"]
 
@@ -53,19 +53,26 @@ class Connection:
 
 @dataclass(frozen=True)
 class IndexingSettings:
-    """How a folder becomes chunks: which files, size limit, and the chunker component."""
+    """How a folder becomes chunks: which files, size limit, which symbolic links are followed ("inside": those
+    whose target is inside the folder; "never"; "follow": all, see `rag.ingest.walk`), and the chunker component."""
 
     chunker: Component
     include: tuple[str, ...] = ("**/*",)
     exclude: tuple[str, ...] = ()
     max_file_mb: float = 20.0
     extra: dict[str, Any] = field(default_factory=dict)
+    symlinks: str = "inside"
+
+    def __post_init__(self) -> None:
+        if self.symlinks not in ("inside", "never", "follow"):
+            raise ConfigError(f"indexing.symlinks must be inside, never or follow, got {self.symlinks!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "include": list(self.include),
             "exclude": list(self.exclude),
             "max_file_mb": self.max_file_mb,
+            "symlinks": self.symlinks,
             "chunker": self.chunker.to_dict(),
         }
 

@@ -39,7 +39,7 @@ __all__ = [
 ]
 
 _TOP_KEYS = {"name", "description", "indexing", "components", "connections", "inputs", "outputs"}
-_INDEXING_KEYS = {"include", "exclude", "max_file_mb", "chunker"}
+_INDEXING_KEYS = {"include", "exclude", "max_file_mb", "symlinks", "chunker"}
 
 
 def _component(spec: Any, where: str, allowed: Collection[str]) -> Component:
@@ -92,6 +92,7 @@ def pipeline_from_dict(data: Any, allowed: Collection[str] = (), source: str = "
             include=tuple(spec.get("include") or ("**/*",)),
             exclude=tuple(spec.get("exclude") or ()),
             max_file_mb=float(spec.get("max_file_mb", 20.0)),
+            symlinks=str(spec.get("symlinks", "inside")),
         )
     try:
         return Pipeline(

@@ -10,9 +10,15 @@ Patterns are globs matched against a file's path relative to the root, in POSIX 
 A file is yielded when it matches an `include` pattern and no `exclude` pattern; a folder that
 matches an `exclude` pattern (`build`, `build/**`) is not entered. Hidden files and folders
 (name starting with `.`, so `.git`, `.hg`, `.svn`, `.venv`), `__pycache__` and `node_modules`
-are skipped, as are binary files (see `is_binary`) and broken symlinks. Symlinked folders are
-followed; every real folder and file is visited once (by device and inode), the first time it
-is met in walk order, so symlink loops terminate and aliases do not duplicate files.
+are skipped, as are binary files (see `is_binary`).
+
+Symbolic links follow the `symlinks` policy (`SYMLINK_POLICIES`): "inside" (the default) follows a link only
+when its target resolves inside the walked folder, so a cloned repository or an unpacked archive cannot make
+the index read `/etc/passwd`; "never" follows none; "follow" follows every link. Every real folder and file is
+visited once (by device and inode), the first time it is met in walk order, so link loops terminate and aliases
+do not duplicate files. Each entry passed over for one of these reasons (a link outside the folder or not
+followed, a broken link, a special file such as a FIFO or socket, a second path to a file already met, a loop)
+is added to `skipped` as (relative path, reason) when a list is given.
 """
 
 from __future__ import annotations
@@ -27,20 +33,30 @@ from pathlib import Path
 from rag.core.errors import InputPathError
 from rag.ingest.loaders import BINARY_DOCUMENT_SUFFIXES, SNIFF_BYTES, looks_binary
 
-__all__ = ["SKIPPED_FOLDERS", "is_binary", "match_pattern", "walk_folder"]
+__all__ = ["SKIPPED_FOLDERS", "SYMLINK_POLICIES", "is_binary", "match_pattern", "walk_folder"]
 
 logger = logging.getLogger(__name__)
 
 SKIPPED_FOLDERS = frozenset({"__pycache__", "node_modules"})
 """Folder names never entered (besides hidden ones)."""
+SYMLINK_POLICIES = ("inside", "never", "follow")
+Skipped = list[tuple[str, str]]
 
 
-def walk_folder(root: Path, include: Sequence[str] = ("**/*",), exclude: Sequence[str] = ()) -> Iterator[Path]:
-    """Yield the absolute paths of the files to index under `root`.
+def walk_folder(
+    root: Path,
+    include: Sequence[str] = ("**/*",),
+    exclude: Sequence[str] = (),
+    symlinks: str = "inside",
+    skipped: Skipped | None = None,
+) -> Iterator[Path]:
+    """Yield the absolute paths of the files to index under `root` (see the module docstring).
 
     The order is deterministic: depth first, each folder's entries sorted by name. Raises
     InputPathError when `root` does not exist or is not a folder.
     """
+    if symlinks not in SYMLINK_POLICIES:
+        raise InputPathError(f"symlinks must be one of {', '.join(SYMLINK_POLICIES)}, got {symlinks!r}")
     root = Path(root).expanduser()
     if not root.exists():
         raise InputPathError(f"folder not found: {root}; check the path, or create the folder first")
@@ -49,7 +65,8 @@ def walk_folder(root: Path, include: Sequence[str] = ("**/*",), exclude: Sequenc
     root = root.absolute()
     seen: set[tuple[int, int]] = set()
     _mark(seen, root.stat())
-    yield from _walk(root, "", tuple(include), tuple(exclude), seen)
+    walk = _Walk(root.resolve(), tuple(include), tuple(exclude), symlinks, skipped if skipped is not None else [])
+    yield from walk.folder(root, "", seen)
 
 
 def is_binary(path: Path) -> bool:
@@ -71,43 +88,77 @@ def match_pattern(relative: str, pattern: str) -> bool:
     return _compile(pattern).fullmatch(relative) is not None
 
 
-def _walk(
-    folder: Path,
-    prefix: str,
-    include: tuple[str, ...],
-    exclude: tuple[str, ...],
-    seen: set[tuple[int, int]],
-) -> Iterator[Path]:
-    try:
-        with os.scandir(folder) as scan:
-            entries = sorted(scan, key=lambda e: e.name)
-    except OSError as exc:
-        logger.warning("skipping folder %s: %s", folder, exc.strerror or exc)
-        return
-    for entry in entries:
-        if entry.name.startswith("."):
-            continue
-        relative = prefix + entry.name
+class _Walk:
+    """One walk's settings and report (see `walk_folder`)."""
+
+    def __init__(
+        self, real_root: Path, include: tuple[str, ...], exclude: tuple[str, ...], symlinks: str, skipped: Skipped
+    ) -> None:
+        self.real_root = real_root
+        self.include = include
+        self.exclude = exclude
+        self.symlinks = symlinks
+        self.skipped = skipped
+
+    def folder(self, folder: Path, prefix: str, seen: set[tuple[int, int]]) -> Iterator[Path]:
         try:
-            is_dir = entry.is_dir()
-            is_file = not is_dir and entry.is_file()
-            stat = entry.stat() if is_dir or is_file else None
-        except OSError:
-            continue  # vanished or unreadable entry
-        if stat is None:
-            continue  # broken symlink, socket, device, ...
-        if is_dir:
-            if entry.name in SKIPPED_FOLDERS or _prunes(relative, exclude):
+            with os.scandir(folder) as scan:
+                entries = sorted(scan, key=lambda e: e.name)
+        except OSError as exc:
+            logger.warning("skipping folder %s: %s", folder, exc.strerror or exc)
+            return
+        for entry in entries:
+            if entry.name.startswith("."):
                 continue
-            if _mark(seen, stat):
-                yield from _walk(Path(entry.path), relative + "/", include, exclude, seen)
-        elif (
-            _matches_any(relative, include)
-            and not _matches_any(relative, exclude)
-            and not is_binary(Path(entry.path))
-            and _mark(seen, stat)
-        ):
-            yield Path(entry.path)
+            relative = prefix + entry.name
+            if entry.is_symlink() and not self._follows(entry, relative):
+                continue
+            try:
+                is_dir = entry.is_dir()
+                is_file = not is_dir and entry.is_file()
+                stat = entry.stat()
+            except FileNotFoundError:
+                self.skipped.append((relative, "broken link: its target does not exist"))
+                continue
+            except OSError as exc:
+                self.skipped.append((relative, f"cannot read: {exc.strerror or exc}"))
+                continue
+            if is_dir:
+                if entry.name in SKIPPED_FOLDERS or _prunes(relative, self.exclude):
+                    continue
+                if _mark(seen, stat):
+                    yield from self.folder(Path(entry.path), relative + "/", seen)
+                else:
+                    self.skipped.append((relative, "a folder already indexed under another path (a link loop)"))
+            elif not is_file:
+                self.skipped.append((relative, "not a regular file (a FIFO, socket or device)"))
+            elif _matches_any(relative, self.include) and not _matches_any(relative, self.exclude):
+                if is_binary(Path(entry.path)):
+                    continue
+                if _mark(seen, stat):
+                    yield Path(entry.path)
+                else:
+                    self.skipped.append((relative, "a second path to a file already indexed"))
+
+    def _follows(self, entry: os.DirEntry[str], relative: str) -> bool:
+        """Whether the link `entry` is followed under the policy; records the reason when it is not."""
+        if self.symlinks == "follow":
+            return True
+        if self.symlinks == "never":
+            self.skipped.append((relative, "a symbolic link (symlinks: never)"))
+            return False
+        try:
+            target = Path(entry.path).resolve(strict=True)
+        except FileNotFoundError:
+            self.skipped.append((relative, "broken link: its target does not exist"))
+            return False
+        except (OSError, RuntimeError):  # a loop of links
+            self.skipped.append((relative, "a link that loops"))
+            return False
+        if not target.is_relative_to(self.real_root):
+            self.skipped.append((relative, "a link to outside the indexed folder (symlinks: inside)"))
+            return False
+        return True
 
 
 def _mark(seen: set[tuple[int, int]], stat: os.stat_result) -> bool:

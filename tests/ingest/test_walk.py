@@ -100,16 +100,53 @@ def test_symlink_loop_terminates_and_yields_each_file_once(tmp_path: Path) -> No
     assert _walk(tmp_path) == ["sub/inner.txt", "top.txt"]
 
 
-def test_follows_folder_symlinks_and_file_symlinks(tmp_path: Path) -> None:
+def _linked_root(tmp_path: Path) -> Path:
     outside = tmp_path / "outside"
     _touch(outside, "far.txt", "other/deep.txt")
     root = tmp_path / "root"
-    _touch(root, "near.txt")
+    _touch(root, "near.txt", "inner/deep.txt")
     (root / "linked").symlink_to(outside / "other", target_is_directory=True)
     (root / "far-link.txt").symlink_to(outside / "far.txt")
+    (root / "passwd.txt").symlink_to("/etc/passwd")
     (root / "zz-alias.txt").symlink_to(root / "near.txt")
+    (root / "inner-link").symlink_to(root / "inner", target_is_directory=True)
     (root / "broken.txt").symlink_to(tmp_path / "missing.txt")
-    assert _walk(root) == ["far-link.txt", "linked/deep.txt", "near.txt"]  # zz-alias.txt: seen
+    return root
+
+
+def test_links_are_followed_only_inside_the_folder_by_default(tmp_path: Path) -> None:
+    root = _linked_root(tmp_path)
+    skipped: list[tuple[str, str]] = []
+    assert _walk(root, skipped=skipped) == ["inner/deep.txt", "near.txt"]
+    reasons = dict(skipped)
+    assert set(reasons) == {"broken.txt", "far-link.txt", "inner-link", "linked", "passwd.txt", "zz-alias.txt"}
+    assert reasons["passwd.txt"] == reasons["linked"] == "a link to outside the indexed folder (symlinks: inside)"
+    assert reasons["broken.txt"].startswith("broken link")
+    assert reasons["zz-alias.txt"] == "a second path to a file already indexed"
+    assert "already indexed under another path" in reasons["inner-link"]
+
+
+def test_the_symlink_policy_never_and_follow(tmp_path: Path) -> None:
+    root = _linked_root(tmp_path)
+    skipped: list[tuple[str, str]] = []
+    assert _walk(root, symlinks="never", skipped=skipped) == ["inner/deep.txt", "near.txt"]
+    assert dict(skipped)["zz-alias.txt"] == "a symbolic link (symlinks: never)"
+    followed = _walk(root, symlinks="follow")
+    assert followed == ["far-link.txt", "inner/deep.txt", "linked/deep.txt", "near.txt", "passwd.txt"]
+    with pytest.raises(InputPathError, match="symlinks must be one of"):
+        _walk(root, symlinks="sometimes")
+
+
+def test_special_files_are_reported_not_read(tmp_path: Path) -> None:
+    _touch(tmp_path, "ok.txt")
+    os.mkfifo(tmp_path / "pipe.txt")
+    (tmp_path / "pipe-link.txt").symlink_to(tmp_path / "pipe.txt")
+    skipped: list[tuple[str, str]] = []
+    assert _walk(tmp_path, skipped=skipped) == ["ok.txt"]
+    assert dict(skipped) == {
+        "pipe-link.txt": "not a regular file (a FIFO, socket or device)",
+        "pipe.txt": "not a regular file (a FIFO, socket or device)",
+    }
 
 
 def test_missing_root_raises_input_path_error(tmp_path: Path) -> None:
