@@ -101,7 +101,9 @@ class RAG:
         return report
 
     def query(self, query: str, top_k: int | None = None) -> list[Hit]:
-        """The pipeline's retrieval hits for `query`."""
+        """The pipeline's retrieval hits for `query` (an empty or whitespace query is a ConfigError)."""
+        if not isinstance(query, str) or not query.strip():
+            raise ConfigError(f"the query is empty ({query!r}); search for words")
         return self._run(query, top_k, "hits")
 
     def ask(

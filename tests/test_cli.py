@@ -92,6 +92,9 @@ def test_query_json(setup: dict[str, str]) -> None:
         (["query", "x", "--index", "missing"], "no index at"),
         (["index", ".", "--pipeline", "nope"], "no pipeline 'nope'"),
         (["pipeline", "show", "nope"], "no pipeline 'nope'"),
+        (["index", ".", "--index", "../../x"], "--index takes an index name"),
+        (["query", "x", "--index", "a/b"], "--index takes an index name"),
+        (["query", "  ", "--index", "missing"], "the query is empty"),
     ],
 )
 def test_errors_are_one_line_and_exit_nonzero(args: list[str], message: str, tmp_path: Path) -> None:
@@ -144,3 +147,16 @@ def test_json_mode_prints_exactly_one_document_from_the_real_command(setup: dict
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["files"]["added"] == 4
+
+
+def test_paths_and_text_print_as_they_are_not_as_markup_or_emoji(setup: dict[str, str]) -> None:
+    docs = Path(setup["docs"])
+    (docs / "notes[").mkdir()
+    (docs / "notes[" / "x].md").write_text("marker words root:x:0:0 in the passwd style")
+    (docs / "[red]red.md").write_text("marker words in red")
+    (docs / "esc\x1b[31m.md").write_text("marker words with an escape")
+    index(setup)
+    code, out, _ = cli("query", "marker words", "--index-dir", setup["dir"], "--allow", ALLOWED[0], "--top-k", "5")
+    assert code == 0
+    assert "notes[/x].md" in out and "[red]red.md" in out and "root:x:0:0" in out
+    assert "\x1b" not in out and "esc\\x1b[31m.md" in out

@@ -17,6 +17,7 @@ from rag.cli.common import (
     json_option,
     out,
     pipeline_option,
+    shown,
 )
 from rag.core.errors import ConfigError
 
@@ -100,14 +101,14 @@ def ask_cmd(
                     answer = item
                 else:
                     streamed += item
-                    out.print(item, end="", highlight=False, markup=False)
+                    out.print(shown(item).replace("\\x0a", "\n"), end="", highlight=False, markup=False)
             assert answer is not None
             out.print()
             if streamed.strip() != answer.text.strip():  # the support check changed what was streamed
                 _print_retracted(answer)
         else:
             answer = rag.ask(question, top_k=passages, decoding=decoding, answer_mode=answer_mode)
-            out.print(answer.text, highlight=False, markup=False)
+            out.print(shown(answer.text), highlight=False, markup=False)
     if as_json:
         data = answer.to_dict()
         keys = ("answer", "mode", "abstained", "decision", "answerability", "citations", "claims", "retracted")
@@ -119,8 +120,8 @@ def ask_cmd(
 def _print_retracted(answer: Any) -> None:
     """After a stream: what the support check took back, and the answer as it stands now."""
     for claim in answer.retracted:
-        out.print(f"[yellow]Retracted (no passage supports it):[/yellow] {escape(claim.text)}")
-    out.print("[bold]Answer:[/bold] " + escape(answer.text))
+        out.print(f"[yellow]Retracted (no passage supports it):[/yellow] {escape(shown(claim.text))}")
+    out.print("[bold]Answer:[/bold] " + escape(shown(answer.text)))
 
 
 _HOW = {"overlap": " (attributed by word overlap)", "support": " (found by the support check)"}
@@ -142,7 +143,7 @@ def _print_sources(answer: Any) -> None:
         out.print(f"[bold]{label}:[/bold]")
     if not cited:
         for n, hit in enumerate(answer.hits, start=1):
-            out.print(f"  [{n}] {hit.chunk.path}", highlight=False, markup=False)
+            out.print(f"  [{n}] {shown(hit.chunk.path)}", highlight=False, markup=False)
         return
     for citation in cited:
         hit = citation.hit
@@ -155,9 +156,9 @@ def _print_sources(answer: Any) -> None:
         how = {"overlap": " (attributed by word overlap)", "support": " (found by the support check)"}.get(
             citation.by, ""
         )
-        out.print(f"  [{citation.n}] {hit.chunk.path}{where}{how}", highlight=False, markup=False)
+        out.print(f"  [{citation.n}] {shown(hit.chunk.path)}{where}{how}", highlight=False, markup=False)
         if citation.quote and citation.by != "quote":
-            out.print(f'      "{" ".join(citation.quote.split())}"', highlight=False, markup=False)
+            out.print(f'      "{shown(" ".join(citation.quote.split()))}"', highlight=False, markup=False)
 
 
 def _decoding_overrides(

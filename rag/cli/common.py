@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,16 +14,31 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from rag.core.errors import ConfigError, RagError
 
-err = Console(stderr=True)
-out = Console(soft_wrap=True)
+# no emoji codes: a document's "root:x:0:0" must not print as "root❌0:0"
+err = Console(stderr=True, emoji=False)
+out = Console(soft_wrap=True, emoji=False)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def shown(text: str) -> str:
+    """`text` safe to print: control characters (terminal escape sequences, a newline in a file name) as \\xNN.
+    Markup is the console's business: print document text and paths with `markup=False` or through `escape`."""
+    return _CONTROL.sub(lambda match: f"\\x{ord(match.group()):02x}", text)
 
 
 def index_path(index: str, index_dir: str | None) -> Path:
-    """`--index NAME` inside `--index-dir` ($RAG_INDEX_DIR, else ./indexes)."""
+    """`--index NAME` inside `--index-dir` ($RAG_INDEX_DIR, else ./indexes). A name is a name: no folder
+    separators and not "." or "..", so `--index ../../x` cannot write outside the index dir."""
+    if not index.strip() or index in (".", "..") or "/" in index or "\\" in index or "\0" in index:
+        raise ConfigError(
+            f"--index takes an index name such as 'docs', got {index!r}; to keep indexes in another folder, "
+            "give that folder with --index-dir (or $RAG_INDEX_DIR)"
+        )
     return Path(index_dir or os.environ.get("RAG_INDEX_DIR") or "indexes") / index
 
 
@@ -105,5 +121,6 @@ def print_hits(hits: list[Any], as_json: bool) -> None:
         emit({"hits": [h.to_dict() for h in hits]})
         return
     for rank, hit in enumerate(hits, start=1):
-        out.print(f"[bold]{rank}.[/bold] {hit.chunk.path}  [dim]score {hit.score:.4f}[/dim]", highlight=False)
-        out.print("   " + " ".join(hit.chunk.text.split())[:300], highlight=False, markup=False)
+        path = escape(shown(hit.chunk.path))
+        out.print(f"[bold]{rank}.[/bold] {path}  [dim]score {hit.score:.4f}[/dim]", highlight=False)
+        out.print("   " + shown(" ".join(hit.chunk.text.split())[:300]), highlight=False, markup=False)

@@ -22,6 +22,7 @@ from rag.cli.common import (
     pipeline_option,
     print_hits,
     progress_bar,
+    shown,
 )
 
 __all__ = ["index_cmd", "query_cmd"]
@@ -83,9 +84,9 @@ def index_cmd(
         )
         out.print(table)
         for failure in report.failures:
-            click.echo(f"skipped {failure['path']}: {failure['reason']}", err=True)
+            click.echo(f"skipped {shown(failure['path'])}: {shown(failure['reason'])}", err=True)
         for entry in report.skipped:
-            click.echo(f"skipped {entry['path']}: {entry['reason']}", err=True)
+            click.echo(f"skipped {shown(entry['path'])}: {entry['reason']}", err=True)
     if nothing_indexed:
         click.echo("error: no file could be indexed; see the reasons above", err=True)
         sys.exit(1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import click
+from rich.markup import escape
 
 from rag.cli.common import (
     guard,
@@ -19,7 +20,7 @@ def pipelines_cmd() -> None:
 
     with guard(False):
         for name, path in shipped_pipelines().items():
-            out.print(f"[bold]{name}[/bold]  {load_pipeline(path).description}", highlight=False)
+            out.print(f"[bold]{escape(name)}[/bold]  {escape(load_pipeline(path).description)}", highlight=False)
 
 
 @click.group("pipeline")

@@ -20,6 +20,7 @@ from rag.cli.common import (
     pipeline_option,
     print_hits,
     progress_bar,
+    shown,
 )
 from rag.core.errors import ConfigError
 
@@ -98,7 +99,7 @@ def shard_index_cmd(
         )
     out.print(table)
     for failure in data["failures"]:
-        click.echo(f"skipped {failure['path']}: {failure['reason']}", err=True)
+        click.echo(f"skipped {shown(failure['path'])}: {shown(failure['reason'])}", err=True)
 
 
 @shard_group.command("query")

@@ -16,6 +16,7 @@ allows by its full dotted name. The YAML is read with `yaml.safe_load` (no Pytho
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Collection, Mapping
 from pathlib import Path
@@ -65,6 +66,9 @@ def pipeline_from_dict(data: Any, allowed: Collection[str] = (), source: str = "
     if not isinstance(data, Mapping):
         raise ConfigError(f"{source}: a pipeline must be a mapping with 'components', got {type(data).__name__}")
     unknown = set(data) - _TOP_KEYS
+    typos = [key for key in unknown if difflib.get_close_matches(str(key), _TOP_KEYS, n=1, cutoff=0.8)]
+    if "components" not in data and not typos:  # not a pipeline file at all: say so without quoting what it holds
+        raise ConfigError(f"{source}: not a pipeline file (no 'components'); see pipelines/default.yaml")
     if unknown:
         raise ConfigError(f"{source}: unknown key '{sorted(unknown)[0]}'; allowed: {', '.join(sorted(_TOP_KEYS))}")
     specs = data.get("components")
@@ -112,8 +116,11 @@ def loads_pipeline(text: str, allowed: Collection[str] = (), source: str = "pipe
     """A pipeline from YAML text."""
     try:
         data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: not valid YAML: {' '.join(str(exc).split())}") from None
+    except yaml.YAMLError as exc:  # the file's name and the position, never a line of what it holds
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "characters YAML cannot hold (a binary file?)"
+        raise ConfigError(f"{source}: not valid YAML{where}: {problem}") from None
     return pipeline_from_dict(data, allowed, source)
 
 
@@ -154,6 +161,8 @@ def load_pipeline(name_or_path: str | os.PathLike[str], allowed: Collection[str]
     path = find_pipeline(name_or_path)
     try:
         text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read pipeline file {path}: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"cannot read pipeline file {path}: not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read pipeline file {path}: {exc.strerror or exc}") from None
     return loads_pipeline(text, allowed, source=str(path))

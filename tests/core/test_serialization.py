@@ -95,3 +95,21 @@ def test_pipeline_by_name_or_path(tmp_path) -> None:
     assert load_pipeline(path, ALLOWED).name == "t"
     with pytest.raises(ConfigError, match=r"no pipeline 'nope'.*default"):
         find_pipeline("nope")
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"root:$6$s3cr3tHash:19000:0:99999:7:::\ndaemon:*:19000:0:99999:7:::\n",
+        b"key: [s3cr3tHash\nother: s3cr3tHash\n",
+        b"s3cr3tHash: 1\nanother: s3cr3tHash\n",
+        b"caf\xe9 s3cr3tHash\n",
+        b"\x00\x01s3cr3tHash",
+    ],
+)
+def test_a_file_that_is_not_a_pipeline_is_refused_without_quoting_it(tmp_path, content) -> None:
+    path = tmp_path / "shadow"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError) as raised:
+        load_pipeline(path)
+    assert "s3cr3t" not in str(raised.value) and str(path) in str(raised.value)
