@@ -39,6 +39,7 @@ from rag.store.index_folder import FORMAT_VERSION, IndexFolder
 from rag.version import __version__
 
 __all__ = [
+    "FileRead",
     "FileToRead",
     "FolderSource",
     "IndexReport",
@@ -107,8 +108,9 @@ class IndexingEngine(Protocol):
 
     def read(
         self, root: Path, files: Sequence[FileToRead], settings: IndexingSettings, progress: Progress | None
-    ) -> Iterator[list[Chunk] | str]:
-        """Each file's chunks, or the reason it could not be read, in the order of `files` (see `read_file`)."""
+    ) -> Iterator[FileRead | str]:
+        """Each file read and chunked, or the reason it could not be read, in the order of `files` (see
+        `read_file`)."""
         ...
 
     def embedding(
@@ -118,14 +120,22 @@ class IndexingEngine(Protocol):
         ...
 
 
-def read_file(path: Path, root: Path, chunker: Any, max_bytes: int) -> list[Chunk] | str:
-    """Load and chunk one file: its chunks, or the reason (a LoaderError's) it could not be read."""
+@dataclass(frozen=True)
+class FileRead:
+    """One file read and chunked: its chunks and the SHA-256 of exactly the bytes that were parsed."""
+
+    chunks: list[Chunk]
+    sha256: str
+
+
+def read_file(path: Path, root: Path, chunker: Any, max_bytes: int) -> FileRead | str:
+    """Load and chunk one file, or the reason (a LoaderError's) it could not be read."""
     try:
         document = load_document(path, root, max_bytes)
     except LoaderError as exc:
         return exc.reason
     chunks: list[Chunk] = chunker.run(document=document)["chunks"]
-    return chunks
+    return FileRead(chunks, str(document.metadata["sha256"]))
 
 
 class LocalEngine:
@@ -133,7 +143,7 @@ class LocalEngine:
 
     def read(
         self, root: Path, files: Sequence[FileToRead], settings: IndexingSettings, progress: Progress | None
-    ) -> Iterator[list[Chunk] | str]:
+    ) -> Iterator[FileRead | str]:
         chunker = settings.chunker
         chunker.warm_up()
         max_bytes = int(settings.max_file_mb * 1024 * 1024)
@@ -387,9 +397,10 @@ def _sync_files(
             if isinstance(result, str):
                 _fail(report, store, file.rel, result)
                 continue
-            store.put_file(
-                FileRecord(file.rel, file.size, file.mtime_ns, file.sha256, tuple(c.id for c in result)), result
-            )
+            # the hash of the bytes that were parsed: a file rewritten between hashing and reading is recorded
+            # as what was read, so the next run sees any difference from it
+            record = FileRecord(file.rel, file.size, file.mtime_ns, result.sha256, tuple(c.id for c in result.chunks))
+            store.put_file(record, result.chunks)
             report.changed += existed
             report.added += not existed
     return stat_only

@@ -200,3 +200,28 @@ def test_links_out_of_the_folder_are_reported_and_never_indexed(corpus: Path, tm
     rag = RAG(tmp_path / "index", allowed=ALLOWED)
     texts = [hit.chunk.text for hit in rag.query("launch code swordfish root", top_k=50)]
     assert not any("swordfish" in text or "root:" in text for text in texts)
+
+
+def test_a_file_rewritten_between_hashing_and_reading_is_never_left_stale(corpus: Path, tmp_path: Path) -> None:
+    from rag.indexer import LocalEngine
+
+    class RewritingEngine(LocalEngine):
+        """Rewrites every file it is asked to read just before reading it (a writer racing the indexer)."""
+
+        def read(self, root, files, settings, progress):
+            for file in files:
+                file.path.write_text("# Doc\n\nrewritten mid-run: brand new zebra words here")
+            yield from super().read(root, files, settings, progress)
+
+    index = tmp_path / "index"
+    run(corpus, index)
+    doc = corpus / "doc0.md"
+    doc.write_text("# Doc\n\nthe second version of this file, about giraffes")
+    pipeline = fake_pipeline()
+    index_folder(corpus, index, pipeline, engine=RewritingEngine())  # hashed v2, read the rewrite
+    doc.write_text("# Doc\n\nthe second version of this file, about giraffes")  # back to v2
+    report = index_folder(corpus, index, pipeline)
+    assert report.changed == 1  # the record holds the hash of what was read, so v2 differs from it
+    store = check_consistent(index, {f"doc{i}.md" for i in range(5)})
+    texts = [c.text for c in store.chunks.values() if c.path == "doc0.md"]
+    assert any("giraffes" in t for t in texts) and not any("zebra" in t for t in texts)

@@ -45,7 +45,7 @@ from rag.core.pipeline import IndexingSettings, Pipeline
 from rag.core.types import Chunk
 from rag.distributed import import_ray
 from rag.embed.dense import SentenceTransformerEmbedder
-from rag.indexer import FileToRead, Progress, read_file, retrievers
+from rag.indexer import FileRead, FileToRead, Progress, read_file, retrievers
 from rag.store.chunk_store import CHUNK_SCHEMA
 
 __all__ = ["RayEngine", "dense_embedders"]
@@ -86,7 +86,7 @@ class RayEngine:
     # ------------------------------------------------------------------ the engine contract
     def read(
         self, root: Path, files: Sequence[FileToRead], settings: IndexingSettings, progress: Progress | None
-    ) -> Iterator[list[Chunk] | str]:
+    ) -> Iterator[FileRead | str]:
         """Each file's chunks, or why it could not be read, in the order of `files`."""
         if not files:
             return
@@ -119,11 +119,12 @@ class RayEngine:
             if found[0]["error"] is not None:
                 yield found[0]["error"]
             else:
-                yield [
+                chunks = [
                     Chunk(r["id"], r["path"], r["text"], r["start"], r["end"], json.loads(r["metadata"]))
                     for r in found
                     if r["k"] >= 0
                 ]
+                yield FileRead(chunks, found[0]["sha256"])
         if progress:
             progress("reading", len(files), len(files))
 
@@ -233,11 +234,11 @@ def _read_and_chunk(batch: pa.Table, root: str, chunker: tuple[type, dict[str, A
     for n, path in zip(batch.column("n").to_pylist(), batch.column("path").to_pylist(), strict=True):
         result = read_file(Path(path), Path(root), instance, max_bytes)
         if isinstance(result, str):
-            rows.append(_row(n, -1, None, result))
-        elif not result:
-            rows.append(_row(n, -1, None, None))
+            rows.append(_row(n, -1, None, result, None))
+        elif not result.chunks:
+            rows.append(_row(n, -1, None, None, result.sha256))
         else:
-            rows.extend(_row(n, k, chunk, None) for k, chunk in enumerate(result))
+            rows.extend(_row(n, k, chunk, None, result.sha256) for k, chunk in enumerate(result.chunks))
     return pa.Table.from_pylist(rows, schema=_CHUNK_ROWS)
 
 
@@ -253,11 +254,12 @@ def _chunker(kind: type, settings: dict[str, Any]) -> Any:
     return _CHUNKERS[key]
 
 
-def _row(n: int, k: int, chunk: Chunk | None, error: str | None) -> dict[str, Any]:
+def _row(n: int, k: int, chunk: Chunk | None, error: str | None, sha256: str | None) -> dict[str, Any]:
     return {
         "n": n,
         "k": k,
         "error": error,
+        "sha256": sha256,
         "id": chunk.id if chunk else None,
         "path": chunk.path if chunk else None,
         "text": chunk.text if chunk else None,
@@ -267,9 +269,11 @@ def _row(n: int, k: int, chunk: Chunk | None, error: str | None) -> dict[str, An
     }
 
 
-_CHUNK_ROWS = pa.schema([("n", pa.int64()), ("k", pa.int64()), ("error", pa.string()), *CHUNK_SCHEMA])
+_CHUNK_ROWS = pa.schema(
+    [("n", pa.int64()), ("k", pa.int64()), ("error", pa.string()), ("sha256", pa.string()), *CHUNK_SCHEMA]
+)
 """One row per chunk (`k` its position in the file), or one row with `k` = -1 for a file with an
-`error` or with no chunks; `n` is the file's position in the read job."""
+`error` or with no chunks; `n` is the file's position in the read job, `sha256` the hash of the bytes parsed."""
 
 
 class _Embed:

@@ -209,16 +209,20 @@ def test_too_large_names_size_limit_and_setting(tmp_path: Path) -> None:
 def test_permission_error_becomes_loader_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = _write(tmp_path / "locked.txt", "secret")
 
-    def deny(self: Path) -> bytes:
-        raise PermissionError(13, "Permission denied", str(self))
+    real_open = open
 
-    monkeypatch.setattr(Path, "read_bytes", deny)
+    def deny(file: object, *args: object, **kwargs: object) -> object:
+        if str(file) == str(path):
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *args, **kwargs)  # type: ignore[call-overload]
+
+    monkeypatch.setattr("builtins.open", deny)
     with pytest.raises(LoaderError, match="cannot read: Permission denied"):
         load_document(path, tmp_path)
 
 
 def test_unexpected_parser_exception_becomes_loader_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def explode(path: Path) -> tuple[str, dict]:
+    def explode(data: bytes, path: Path) -> tuple[str, dict]:
         raise RuntimeError("parser blew up")
 
     monkeypatch.setitem(LOADERS, ".txt", explode)
@@ -235,3 +239,12 @@ def test_unreadable_file_really_chmodded(tmp_path: Path) -> None:
             load_document(path, tmp_path)
     finally:
         path.chmod(0o644)
+
+
+def test_the_document_carries_the_hash_of_the_bytes_it_was_parsed_from(tmp_path: Path) -> None:
+    import hashlib
+
+    path = _write(tmp_path / "a.md", "# Title\n\nsome words")
+    document = load_document(path, tmp_path)
+    assert document.metadata["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert document.metadata["size"] == len(path.read_bytes())

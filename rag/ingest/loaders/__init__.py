@@ -7,6 +7,7 @@ with a short reason. Files with an extension not in `LOADERS` are read as UTF-8 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from pathlib import Path
 
@@ -72,6 +73,8 @@ def supported_extensions() -> list[str]:
 def load_document(path: Path, root: Path, max_bytes: int | None = DEFAULT_MAX_BYTES) -> Document:
     """Load the file at `path` as a Document whose `path` is relative to `root` (POSIX form).
 
+    The file is read once; its metadata holds `sha256`, the hash of exactly the bytes that were parsed (a file
+    rewritten while it is indexed is then indexed with the hash of what was read, never another version's).
     Raises LoaderError when the file is empty, too large (over `max_bytes`; None: no limit),
     unreadable, not valid UTF-8, damaged, or has no extractable text.
     """
@@ -87,7 +90,16 @@ def load_document(path: Path, root: Path, max_bytes: int | None = DEFAULT_MAX_BY
                 f"file is {_size(stat.st_size)}, over the limit of {_size(max_bytes)}; "
                 "raise the pipeline's indexing.max_file_mb setting to load it"
             )
-        text, extras = LOADERS.get(suffix, load_text)(path)
+        with open(path, "rb") as handle:  # at most one byte over the limit: never a whole huge file in memory
+            data = handle.read(max_bytes + 1 if max_bytes is not None else -1)
+        if not data:
+            raise LoaderError("empty file")
+        if max_bytes is not None and len(data) > max_bytes:
+            raise LoaderError(
+                f"file is over the limit of {_size(max_bytes)}; raise the pipeline's indexing.max_file_mb setting "
+                "to load it"
+            )
+        text, extras = LOADERS.get(suffix, load_text)(data, path)
     except LoaderError as exc:
         raise LoaderError(exc.reason, path=str(path)) from None
     except OSError as exc:
@@ -99,7 +111,8 @@ def load_document(path: Path, root: Path, max_bytes: int | None = DEFAULT_MAX_BY
         hint = _NO_TEXT_HINTS.get(suffix, "the file holds only whitespace or markup")
         raise LoaderError(f"no text could be extracted; {hint}", path=str(path))
     title = extras.get("title") or path.stem
-    metadata = {**extras, "title": title, "mtime": stat.st_mtime, "size": stat.st_size}
+    metadata = {**extras, "title": title, "mtime": stat.st_mtime, "size": len(data)}
+    metadata["sha256"] = hashlib.sha256(data).hexdigest()
     return Document(path=relative, text=text, metadata=metadata)
 
 

@@ -11,8 +11,9 @@ from rag.core.errors import LoaderError
 
 __all__ = ["BINARY_DOCUMENT_SUFFIXES", "SNIFF_BYTES", "Loader", "decode_text", "looks_binary", "shorten"]
 
-Loader = Callable[[Path], tuple[str, dict[str, Any]]]
-"""Reads one file and returns its text and metadata extras (`title`, `format`, ...)."""
+Loader = Callable[[bytes, Path], tuple[str, dict[str, Any]]]
+"""Parses one file's bytes (its path gives the name and suffix) into its text and metadata extras (`title`,
+`format`, ...). The bytes are read once, by `load_document`, so what is parsed is what is hashed."""
 
 BINARY_DOCUMENT_SUFFIXES = frozenset({".pdf", ".docx"})
 """Extensions of binary formats that have a loader: never skipped as binary."""

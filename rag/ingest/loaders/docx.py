@@ -15,12 +15,11 @@ if TYPE_CHECKING:
 __all__ = ["load_docx"]
 
 
-def load_docx(path: Path) -> tuple[str, dict[str, Any]]:
+def load_docx(data: bytes, path: Path) -> tuple[str, dict[str, Any]]:
     """A .docx file; the title is its core `title` property, else its first heading or paragraph."""
     import docx
     from docx.table import Table
 
-    data = path.read_bytes()
     try:
         document = docx.Document(io.BytesIO(data))
         blocks: list[str] = []

@@ -23,11 +23,11 @@ _LINES = frozenset({"li", "tr", "dt", "dd", "br", "caption"})
 _CELLS = frozenset({"td", "th"})
 
 
-def load_html(path: Path) -> tuple[str, dict[str, Any]]:
+def load_html(data: bytes, path: Path) -> tuple[str, dict[str, Any]]:
     """An HTML page; the title is its `<title>`, else its first `<h1>`."""
     from bs4 import BeautifulSoup
 
-    soup = BeautifulSoup(decode_text(path.read_bytes()), "html.parser")
+    soup = BeautifulSoup(decode_text(data), "html.parser")
     title = _clean(soup.title.get_text()) if soup.title else ""
     if not title and (h1 := soup.find("h1")):
         title = _clean(h1.get_text())

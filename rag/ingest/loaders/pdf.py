@@ -14,11 +14,10 @@ __all__ = ["PAGE_SEPARATOR", "load_pdf"]
 PAGE_SEPARATOR = "\n\n"
 
 
-def load_pdf(path: Path) -> tuple[str, dict[str, Any]]:
+def load_pdf(data: bytes, path: Path) -> tuple[str, dict[str, Any]]:
     """A PDF; metadata has `page_starts` and the title from the PDF's metadata or its first line."""
     from pypdf import PdfReader
 
-    data = path.read_bytes()
     try:
         reader = PdfReader(io.BytesIO(data))
         if reader.is_encrypted and not reader.decrypt(""):

@@ -26,9 +26,9 @@ def render_record(value: Any, prefix: str = "") -> str:
     return "\n".join(_lines(value, prefix))
 
 
-def load_json(path: Path) -> tuple[str, dict[str, Any]]:
+def load_json(data: bytes, path: Path) -> tuple[str, dict[str, Any]]:
     """A JSON file; a top-level array gives one paragraph per item."""
-    text = decode_text(path.read_bytes())
+    text = decode_text(data)
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -37,10 +37,10 @@ def load_json(path: Path) -> tuple[str, dict[str, Any]]:
     return _paragraphs(render_record(record) for record in records), {"format": "json"}
 
 
-def load_jsonl(path: Path) -> tuple[str, dict[str, Any]]:
+def load_jsonl(data: bytes, path: Path) -> tuple[str, dict[str, Any]]:
     """A JSON Lines file: one paragraph per record."""
     rendered = []
-    for number, line in enumerate(decode_text(path.read_bytes()).splitlines(), start=1):
+    for number, line in enumerate(decode_text(data).splitlines(), start=1):
         if not line.strip():
             continue
         try:
@@ -50,9 +50,9 @@ def load_jsonl(path: Path) -> tuple[str, dict[str, Any]]:
     return _paragraphs(rendered), {"format": "jsonl"}
 
 
-def load_csv(path: Path) -> tuple[str, dict[str, Any]]:
+def load_csv(data: bytes, path: Path) -> tuple[str, dict[str, Any]]:
     """A CSV or TSV file: a `columns:` line, then one paragraph of `column: value` lines per row."""
-    text = decode_text(path.read_bytes())
+    text = decode_text(data)
     dialect: Any = csv.excel_tab if path.suffix.lower() == ".tsv" else csv.excel
     if dialect is csv.excel:
         with contextlib.suppress(csv.Error):  # not enough evidence: keep plain commas
