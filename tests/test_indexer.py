@@ -99,16 +99,17 @@ def test_bad_files_are_reported_and_skipped(corpus: Path, tmp_path: Path) -> Non
     pipeline.indexing = type(pipeline.indexing)(chunker=pipeline.indexing.chunker, max_file_mb=0.002)
     report, _ = run(corpus, tmp_path / "idx", pipeline=pipeline)
     reasons = {f["path"]: f["reason"] for f in report.failures}
-    assert report.added == 5 and report.failed == 4
-    assert set(reasons) == {"empty.txt", "latin1.txt", "broken.pdf", "big.txt"}
-    assert "empty" in reasons["empty.txt"] and "UTF-8" in reasons["latin1.txt"]
-    assert "max_file_mb" in reasons["big.txt"]
-    check_consistent(tmp_path / "idx", {f"doc{i}.md" for i in range(5)})
+    assert report.added == 6 and report.failed == 3  # latin1.txt is read in its own encoding
+    assert set(reasons) == {"empty.txt", "broken.pdf", "big.txt"}
+    assert "empty" in reasons["empty.txt"] and "max_file_mb" in reasons["big.txt"]
+    store = check_consistent(tmp_path / "idx", {f"doc{i}.md" for i in range(5)} | {"latin1.txt"})
+    [latin] = [c for c in store.chunks.values() if c.path == "latin1.txt"]
+    assert latin.text == "café crème" and latin.metadata["encoding"] == "cp1252"
 
 
 def test_file_that_becomes_unreadable_loses_its_old_chunks(corpus: Path, tmp_path: Path) -> None:
     run(corpus, tmp_path / "idx")
-    (corpus / "doc4.md").write_bytes(b"caf\xc3\x28 broken")
+    (corpus / "doc4.md").write_bytes(b"")  # now empty: nothing to read
     report, _ = run(corpus, tmp_path / "idx")
     assert report.failed == 1 and report.failures[0]["path"] == "doc4.md"
     check_consistent(tmp_path / "idx", {f"doc{i}.md" for i in range(4)})

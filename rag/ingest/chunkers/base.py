@@ -29,9 +29,10 @@ class Chunker(Component, ABC):
     """Base class of chunkers: `split()` finds spans, `run()` turns them into `Chunk`s.
 
     A chunk's text is `document.text[start:end]` with surrounding whitespace moved out of the
-    span; empty spans are dropped. Its metadata holds "title", the span's metadata and, when the
-    document has "page_starts", "pages": the sorted 1-based pages the chunk covers, and for a chunk over more
-    than one page "page_breaks": the document offsets where its second, third... page begins.
+    span; empty spans are dropped. Its metadata holds "title", the span's metadata, the document's "encoding"
+    when it has one (a text file not in UTF-8) and, when the document has "page_starts", "pages": the sorted
+    1-based pages the chunk covers, and for a chunk over more than one page "page_breaks": the document offsets
+    where its second, third... page begins.
     """
 
     outputs: ClassVar[dict[str, Any]] = {"chunks": list[Chunk]}
@@ -58,6 +59,8 @@ class Chunker(Component, ABC):
             occurrence = seen.get(stripped, 0)
             seen[stripped] = occurrence + 1
             metadata = {"title": title, **span.metadata}
+            if "encoding" in document.metadata:  # a text file read in another encoding than UTF-8
+                metadata["encoding"] = document.metadata["encoding"]
             if page_starts:
                 metadata["pages"] = _pages(page_starts, start, end)
                 if len(metadata["pages"]) > 1:

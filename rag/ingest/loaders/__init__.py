@@ -17,6 +17,7 @@ from rag.ingest.loaders._common import (
     BINARY_DOCUMENT_SUFFIXES,
     SNIFF_BYTES,
     Loader,
+    detect_encoding,
     looks_binary,
     shorten,
 )
@@ -112,6 +113,8 @@ def load_document(path: Path, root: Path, max_bytes: int | None = DEFAULT_MAX_BY
         raise LoaderError(f"no text could be extracted; {hint}", path=str(path))
     title = extras.get("title") or path.stem
     metadata = {**extras, "title": title, "mtime": stat.st_mtime, "size": len(data)}
+    if suffix not in BINARY_DOCUMENT_SUFFIXES and (encoding := detect_encoding(data)) != "utf-8":
+        metadata["encoding"] = encoding  # a text file not in UTF-8: say how it was read
     metadata["sha256"] = hashlib.sha256(data).hexdigest()
     return Document(path=relative, text=text, metadata=metadata)
 

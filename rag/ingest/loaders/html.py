@@ -39,18 +39,27 @@ def load_html(data: bytes, path: Path) -> tuple[str, dict[str, Any]]:
 
 
 def _render(node: Tag, parts: list[str | int]) -> None:
-    """Append the text of `node` to `parts`; ints mark line breaks (1: new line, 2: new paragraph)."""
+    """Append the text of `node` to `parts`; ints mark line breaks (1: new line, 2: new paragraph).
+
+    Iterative, with an explicit stack: a page nested thousands of levels deep is rendered, not a RecursionError.
+    """
     from bs4 import NavigableString, Tag
 
-    for child in node.children:
-        if isinstance(child, Tag):
+    stack: list[Any] = [iter(node.children)]
+    while stack:
+        child = next(stack[-1], None)
+        if child is None:
+            stack.pop()
+            continue
+        if isinstance(child, int):  # the break that closes a tag, queued when it was opened
+            parts.append(child)
+        elif isinstance(child, Tag):
             name = child.name
             brk = 2 if name in _PARAGRAPHS else 1 if name in _LINES else 0
             if name in _CELLS and child.find_previous_sibling(_CELLS):
                 parts.append(" | ")
             parts.append(brk)
-            _render(child, parts)
-            parts.append(brk)
+            stack.append(iter([*child.children, brk]))
         elif type(child) is NavigableString:  # not a comment, doctype or CDATA
             parts.append(_clean(child, keep_edges=True))
 

@@ -57,6 +57,7 @@ def load_csv(data: bytes, path: Path) -> tuple[str, dict[str, Any]]:
     if dialect is csv.excel:
         with contextlib.suppress(csv.Error):  # not enough evidence: keep plain commas
             dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t|")
+    csv.field_size_limit(max(csv.field_size_limit(), len(text)))  # one field may be the whole (size-limited) file
     try:
         reader = csv.reader(io.StringIO(text, newline=""), dialect)
         rows = [row for row in reader if any(cell.strip() for cell in row)]
