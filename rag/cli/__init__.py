@@ -8,6 +8,7 @@ share. Commands call the library (`rag.api.RAG` and the evaluation, training and
 
 from __future__ import annotations
 
+import logging
 import os
 
 import click
@@ -29,6 +30,8 @@ def main() -> None:
     """Retrieval-augmented generation: index folders, query them, ask questions."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # the CLI draws its own progress
+    # a damaged PDF is reported once, by the loader's reason; pypdf's own warnings would go straight to stderr
+    logging.getLogger("pypdf").setLevel(logging.ERROR)
 
 
 for command in (

@@ -280,3 +280,28 @@ def test_deep_html_and_huge_csv_fields_are_read() -> None:
     field = "y" * 1_000_000
     text, meta = load_csv(f"name,body\nx,{field}\n".encode(), Path("big.csv"))
     assert meta["rows"] == 1 and field in text
+
+
+def test_a_docx_bomb_is_refused_before_it_is_inflated(tmp_path: Path) -> None:
+    import zipfile
+
+    path = tmp_path / "bomb.docx"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("[Content_Types].xml", "<Types/>")
+        archive.writestr("word/document.xml", "<w:p>" + "<w:r><w:t>boom</w:t></w:r>" * 1_500_000 + "</w:p>")
+    assert path.stat().st_size < 1_000_000
+    with pytest.raises(LoaderError, match="decompression bomb, not read"):
+        load_document(path, tmp_path)
+
+
+def test_text_that_expands_past_the_size_limit_is_refused(tmp_path: Path) -> None:
+    import docx
+
+    document = docx.Document()
+    for n in range(400):
+        document.add_paragraph(f"paragraph {n} " + "words that repeat and compress well " * 5)
+    document.save(tmp_path / "long.docx")
+    size = (tmp_path / "long.docx").stat().st_size
+    with pytest.raises(LoaderError, match="max_file_mb applies to the extracted text"):
+        load_document(tmp_path / "long.docx", tmp_path, max_bytes=size + 1000)
+    assert load_document(tmp_path / "long.docx", tmp_path).text.startswith("paragraph 0")

@@ -111,6 +111,12 @@ def load_document(path: Path, root: Path, max_bytes: int | None = DEFAULT_MAX_BY
     if not text.strip():
         hint = _NO_TEXT_HINTS.get(suffix, "the file holds only whitespace or markup")
         raise LoaderError(f"no text could be extracted; {hint}", path=str(path))
+    if max_bytes is not None and len(text) > max_bytes:  # the size limit holds for what a file expands to, too
+        raise LoaderError(
+            f"its text has {len(text):,} characters, over the limit of {max_bytes:,} (indexing.max_file_mb applies "
+            "to the extracted text as well); a decompression bomb, or raise max_file_mb",
+            path=str(path),
+        )
     title = extras.get("title") or path.stem
     metadata = {**extras, "title": title, "mtime": stat.st_mtime, "size": len(data)}
     if suffix not in BINARY_DOCUMENT_SUFFIXES and (encoding := detect_encoding(data)) != "utf-8":

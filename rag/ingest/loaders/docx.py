@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,7 @@ def load_docx(data: bytes, path: Path) -> tuple[str, dict[str, Any]]:
     import docx
     from docx.table import Table
 
+    _check_expansion(data)
     try:
         document = docx.Document(io.BytesIO(data))
         blocks: list[str] = []
@@ -40,6 +42,26 @@ def load_docx(data: bytes, path: Path) -> tuple[str, dict[str, Any]]:
         raise LoaderError(f"corrupt DOCX: {shorten(exc)}") from None
     title = title or heading or (blocks[0].splitlines()[0] if blocks else None)
     return "\n\n".join(blocks), {"format": "docx", "title": title}
+
+
+MAX_EXPANSION = 100
+"""How many times its own size a DOCX's XML parts may expand to (beyond `MIN_EXPANDED_BYTES`)."""
+MIN_EXPANDED_BYTES = 16 * 1024 * 1024
+
+
+def _check_expansion(data: bytes) -> None:
+    """Refuse a decompression bomb before parsing it: XML parts that expand to more than `MAX_EXPANSION` times the
+    file's size (and over `MIN_EXPANDED_BYTES`), read from the zip's directory, never by inflating them."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            expanded = sum(i.file_size for i in archive.infolist() if i.filename.endswith((".xml", ".rels")))
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise LoaderError(f"corrupt DOCX: {shorten(exc)}") from None
+    if expanded > max(MIN_EXPANDED_BYTES, MAX_EXPANSION * len(data)):
+        raise LoaderError(
+            f"DOCX expands to {expanded / 2**20:.0f} MiB of XML from {len(data) / 1024:.0f} KiB "
+            f"({expanded // max(len(data), 1)} times its size, over {MAX_EXPANSION}): a decompression bomb, not read"
+        )
 
 
 def _table_rows(table: Table) -> list[str]:
