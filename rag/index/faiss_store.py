@@ -19,7 +19,7 @@ import numpy as np
 from rag.core.errors import IndexStoreError, InvalidArgumentError
 from rag.index import faiss_types
 from rag.index.faiss_types import import_faiss
-from rag.index.files import read_json, write_arrays, write_json
+from rag.index.files import read_arrays, read_json, write_arrays, write_json
 
 __all__ = ["FaissStore"]
 
@@ -166,13 +166,13 @@ class FaissStore(ABC):
         settings = {name: manifest[name] for name in cls._SETTINGS if name in manifest}  # older: no "precision"
         index = cls(manifest["dimension"], **settings, **search_settings)
         index.ids = list(read_json(directory / "ids.json"))
-        arrays = [np.load(directory / f"{name}.npy", mmap_mode="r", allow_pickle=False) for name in cls._ARRAYS]
+        arrays = list(read_arrays(directory, cls._ARRAYS).values())
         if manifest["count"] != len(index.ids) or any(len(array) != len(index.ids) for array in arrays):
             raise IndexStoreError(f"{cls._KIND} in {directory} is inconsistent: counts disagree with the manifest")
         if index.ids:
             index._set(arrays)
         if (directory / "ranges.npy").exists():
-            index.ranges = np.load(directory / "ranges.npy", allow_pickle=False)
+            index.ranges = np.asarray(read_arrays(directory, ["ranges"])["ranges"])
         if manifest.get("structure"):
             index._saved = (directory / "faiss.index", manifest["structure"])
         index._rows = {item_id: row for row, item_id in enumerate(index.ids)}

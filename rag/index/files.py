@@ -28,7 +28,7 @@ def read_json(path: Path) -> Any:
     except FileNotFoundError as exc:
         raise IndexNotFoundError(f"no index file {path}; build the index first") from exc
     except (OSError, ValueError) as exc:
-        raise IndexStoreError(f"cannot read {path}: {exc}") from exc
+        raise IndexStoreError(_damaged(path, exc)) from exc
 
 
 def write_arrays(directory: Path, arrays: Mapping[str, np.ndarray]) -> None:
@@ -47,6 +47,11 @@ def read_arrays(directory: Path, names: Iterable[str]) -> dict[str, np.ndarray]:
             arrays[name] = np.load(path, mmap_mode="r", allow_pickle=False)
         except FileNotFoundError as exc:
             raise IndexNotFoundError(f"no index file {path}; build the index first") from exc
-        except (OSError, ValueError) as exc:
-            raise IndexStoreError(f"cannot read {path}: {exc}") from exc
+        except (OSError, ValueError, EOFError) as exc:
+            raise IndexStoreError(_damaged(path, exc)) from exc
     return arrays
+
+
+def _damaged(path: Path, exc: BaseException) -> str:
+    reason = " ".join(str(exc).split())[:120] or type(exc).__name__
+    return f"index damaged: {path} cannot be read ({reason}); rebuild the index (rag index FOLDER --rebuild)"

@@ -40,7 +40,7 @@ import numpy as np
 from rag.core.errors import ConfigError, IncompatibleIndexError, IndexStoreError, InvalidArgumentError
 from rag.embed.multivector import maxsim_packed
 from rag.index.faiss_types import import_faiss
-from rag.index.files import read_json, write_json
+from rag.index.files import read_arrays, read_json, write_json
 
 __all__ = ["STORAGES", "MultiVectorIndex", "centroid_count"]
 
@@ -279,7 +279,7 @@ class MultiVectorIndex:
         index.ids = list(read_json(directory / "ids.json"))
 
         def array(name: str) -> np.ndarray:
-            return np.load(directory / name, mmap_mode="r", allow_pickle=False)
+            return read_arrays(directory, [name.removesuffix(".npy")])[name.removesuffix(".npy")]
 
         index.offsets = np.asarray(array("offsets.npy"), dtype=np.int64)
         if manifest["count"]:

@@ -73,6 +73,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
                 "set RAG_API_KEYS or --api-keys-file",
                 settings.host,
             )
+        await anyio.to_thread.run_sync(jobs.recover)
         await anyio.to_thread.run_sync(service.start)
         try:
             yield

@@ -69,6 +69,18 @@ class DocumentFolder:
                 "index_mirrors_folder",
             )
 
+    def quarantine(self, doc_ids: list[str]) -> list[str]:
+        """Move these uploads out of the uploads folder into `quarantine/` beside it; the ids moved."""
+        moved = []
+        target = self.index / "quarantine"
+        for doc_id in doc_ids:
+            source = self.root / doc_id
+            if safe_name(doc_id) == doc_id and source.is_file():
+                target.mkdir(parents=True, exist_ok=True)
+                os.replace(source, target / doc_id)
+                moved.append(doc_id)
+        return moved
+
     def path(self, doc_id: str) -> Path:
         """The file of document `doc_id`; 404 when there is none."""
         if not doc_id or safe_name(doc_id) != doc_id or not (self.root / doc_id).is_file():
@@ -117,14 +129,18 @@ class JobQueue:
     def submit(self, action: str, documents: list[str]) -> dict[str, Any]:
         """Queue a job that brings the index in step with the uploads folder."""
         job: dict[str, Any] = {"id": uuid.uuid4().hex, "status": "queued", "action": action, "documents": documents}
+        job["pid"] = os.getpid()  # the process that runs it: `recover` tells a dead one's jobs from live ones
         job |= {"created": time.time(), "started": None, "finished": None, "report": None, "error": None}
         self._write(job)
+        self._enqueue(job)
+        return job
+
+    def _enqueue(self, job: dict[str, Any]) -> None:
         with self._lock:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._work, name="rag-index-jobs", daemon=True)
                 self._thread.start()
         self._queue.put(job)
-        return job
 
     def get(self, job_id: str) -> dict[str, Any]:
         path = self.folder / f"{job_id}.json"
@@ -132,6 +148,44 @@ class JobQueue:
             raise ServiceError(f"no job '{job_id}'", "job_not_found")
         data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
         return data
+
+    def recover(self) -> list[str]:
+        """Take over the jobs of a server process that is gone (killed, crashed): its queued jobs are queued here
+        again; the job it was running is marked failed and its uploads are moved to `quarantine/`, so the next
+        job does not take up the file that may have brought the server down. Returns the ids of the failed jobs.
+        Called once when the server starts."""
+        if not self.folder.is_dir():
+            return []
+        failed, requeued = [], []
+        for path in sorted(self.folder.glob("*.json"), key=lambda path: path.stat().st_mtime):
+            try:
+                job = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            if job.get("status") not in ("queued", "running") or _alive(job.get("pid")):
+                continue
+            if job["status"] == "queued":
+                job["pid"] = os.getpid()
+                self._write(job)
+                self._enqueue(job)
+                requeued.append(job["id"])
+                continue
+            moved = self.documents.quarantine(job.get("documents") or [])
+            job["error"] = (
+                f"the server stopped while this job ran; its uploads {moved} were moved to quarantine/ beside the "
+                "index: check them, then upload them again"
+            )
+            job |= {"status": "failed", "finished": time.time()}
+            self._write(job)
+            failed.append(job["id"])
+        if failed or requeued:
+            logger.warning(
+                "a previous server stopped mid-job: %d job(s) marked failed (%s), %d queued again",
+                len(failed),
+                ", ".join(failed),
+                len(requeued),
+            )
+        return failed
 
     def close(self, timeout: float = 5.0) -> None:
         """Stop the worker after the running job (queued jobs stay 'queued' on disk)."""
@@ -160,3 +214,16 @@ class JobQueue:
         tmp = self.folder / f".{job['id']}.tmp"
         tmp.write_text(json.dumps(job), encoding="utf-8")
         os.replace(tmp, self.folder / f"{job['id']}.json")
+
+
+def _alive(pid: Any) -> bool:
+    """Whether process `pid` is running (False for a missing or foreign-looking pid)."""
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, under another user
+        return True
+    return True

@@ -81,7 +81,8 @@ class IndexFolder:
 
     @contextmanager
     def lock(self, wait: float = 0.0) -> Iterator[None]:
-        """Hold the write lock; another holder makes this wait up to `wait` s, then fail."""
+        """Hold the write lock; another holder makes this wait up to `wait` s, then fail. Taking it clears what a
+        killed writer left (unfinished `tmp-*` generations, `CURRENT.tmp`), even when nothing is written after."""
         self.root.mkdir(parents=True, exist_ok=True)
         lock = FileLock(self.root / ".lock")
         try:
@@ -92,6 +93,7 @@ class IndexFolder:
                 "(or pass --wait SECONDS) and run again"
             ) from None
         try:
+            self._remove_leftovers()
             yield
         finally:
             lock.release()
@@ -124,13 +126,21 @@ class IndexFolder:
         self._remove_leftovers()
 
     def _remove_leftovers(self) -> None:
-        """Delete unfinished generations and all but the live and previous ones."""
-        current = self.current()
+        """Delete unfinished generations, a pointer left half-written, and all generations but the live and
+        previous ones (all unfinished ones only, when the live one cannot be read)."""
+        (self.root / "CURRENT.tmp").unlink(missing_ok=True)
+        try:
+            current = self.current()
+        except IndexStoreError:  # a damaged pointer: keep every finished generation for `rag index --rebuild`
+            current = None
+            keep_all = True
+        else:
+            keep_all = False
         keep = {current.name} if current else set()
         if current:
             keep.add(f"gen-{int(current.name[4:]) - 1:06d}")
         for entry in self.root.iterdir():
-            stale_gen = _GEN.match(entry.name) and entry.name not in keep
+            stale_gen = not keep_all and _GEN.match(entry.name) and entry.name not in keep
             if entry.is_dir() and (stale_gen or entry.name.startswith("tmp-")):
                 logger.debug("removing %s", entry)
                 shutil.rmtree(entry, ignore_errors=True)

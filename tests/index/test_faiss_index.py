@@ -134,3 +134,20 @@ def test_missing_faiss_names_the_extra(monkeypatch):
     with pytest.raises(MissingDependencyError) as info:
         index.search(random_vectors(1, seed=15), 1)
     assert info.value.extra == "faiss"
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda path: path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2]),  # truncated
+        lambda path: path.write_bytes(b"not a numpy file at all"),
+        lambda path: path.write_bytes(b""),
+    ],
+)
+def test_a_damaged_vectors_file_is_the_one_line_index_damaged_error(tmp_path, damage):
+    index = FaissIndex(DIM)
+    index.add([f"id-{i}" for i in range(20)], random_vectors(20, seed=3))
+    index.save(tmp_path / "vec")
+    damage(tmp_path / "vec" / "vectors.npy")
+    with pytest.raises(IndexStoreError, match=r"^index damaged: .*vectors\.npy cannot be read .*--rebuild\)$"):
+        FaissIndex.load(tmp_path / "vec")

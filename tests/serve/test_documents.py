@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from pathlib import Path
@@ -153,3 +154,46 @@ def test_a_damaged_index_pointer_leaves_the_previous_index_serving(tmp_path: Pat
         pointer.write_text(good)
         assert paths(client, "sea otters") == ["otters.md"]
         assert client.get("/readyz").status_code == 200
+
+
+def test_jobs_of_a_server_that_died_are_failed_and_their_upload_quarantined(tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    from rag.core.errors import RagError
+    from rag.serve.documents import DocumentFolder, JobQueue
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)
+    documents = DocumentFolder(tmp_path / "index", lambda: None)
+    documents.root.mkdir(parents=True)
+    (documents.root / "bomb.docx").write_bytes(b"PK...")
+    (documents.root / "fine.md").write_text("fine")
+    runs = []
+
+    class Indexer:
+        def index(self, folder: Path, wait: float) -> Any:
+            runs.append(sorted(p.name for p in folder.iterdir()))
+            raise RagError("stop here")
+
+    jobs = JobQueue(documents, Indexer, lambda: None, 0.0)  # type: ignore[arg-type]
+    records = {
+        "a" * 32: {"status": "running", "pid": dead_pid, "documents": ["bomb.docx"]},
+        "b" * 32: {"status": "queued", "pid": dead_pid, "documents": ["fine.md"]},
+        "c" * 32: {"status": "running", "pid": os.getpid(), "documents": ["fine.md"]},  # this process: alive
+        "d" * 32: {"status": "succeeded", "pid": dead_pid, "documents": []},
+    }
+    jobs.folder.mkdir(parents=True)
+    for job_id, record in records.items():
+        (jobs.folder / f"{job_id}.json").write_text(json.dumps({"id": job_id, **record}))
+    assert jobs.recover() == ["a" * 32]
+    running = jobs.get("a" * 32)
+    assert running["status"] == "failed" and "moved to quarantine" in running["error"]
+    jobs.close()
+    assert runs == [["fine.md"]]  # the queued job ran here, without the quarantined upload
+    assert jobs.get("b" * 32)["status"] == "failed" and jobs.get("b" * 32)["error"] == "stop here"
+    assert jobs.get("c" * 32)["status"] == "running" and jobs.get("d" * 32)["status"] == "succeeded"
+    assert (tmp_path / "index" / "quarantine" / "bomb.docx").is_file() and not (documents.root / "bomb.docx").exists()
+    assert (documents.root / "fine.md").is_file()
+    assert jobs.recover() == []  # once
