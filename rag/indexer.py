@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from rag.core.errors import IncompatibleIndexError, InputPathError, LoaderError
+from rag.core.limits import ReadLimits
 from rag.core.pipeline import IndexingSettings, Pipeline
 from rag.core.types import Chunk
 from rag.ingest.loaders import load_document
@@ -51,6 +52,7 @@ __all__ = [
     "index_folder",
     "read_file",
     "retrievers",
+    "sha256_of",
     "update_index",
     "update_retriever",
     "update_retrievers",
@@ -128,10 +130,10 @@ class FileRead:
     sha256: str
 
 
-def read_file(path: Path, root: Path, chunker: Any, max_bytes: int) -> FileRead | str:
+def read_file(path: Path, root: Path, chunker: Any, limits: ReadLimits) -> FileRead | str:
     """Load and chunk one file, or the reason (a LoaderError's) it could not be read."""
     try:
-        document = load_document(path, root, max_bytes)
+        document = load_document(path, root, limits)
     except LoaderError as exc:
         return exc.reason
     chunks: list[Chunk] = chunker.run(document=document)["chunks"]
@@ -146,9 +148,9 @@ class LocalEngine:
     ) -> Iterator[FileRead | str]:
         chunker = settings.chunker
         chunker.warm_up()
-        max_bytes = int(settings.max_file_mb * 1024 * 1024)
+        limits = settings.limits()
         for done, file in enumerate(files, start=1):
-            yield read_file(file.path, root, chunker, max_bytes)
+            yield read_file(file.path, root, chunker, limits)
             if progress:
                 progress("reading", done, len(files))
 
@@ -196,7 +198,8 @@ def _first_difference(old: Any, new: Any, where: str = "") -> str | None:
     return None if old == new else f"{where}={old!r} but the pipeline has {where}={new!r}"
 
 
-def _sha256(path: Path) -> str:
+def sha256_of(path: Path) -> str:
+    """The SHA-256 of a file's bytes, read in blocks."""
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -341,7 +344,7 @@ def update_index(
             with index.new_generation() as generation, engine.embedding(pipeline, added, progress):
                 update_retrievers(pipeline, previous, generation, store, added, removed, progress)
                 store.save(generation)
-                write_manifest(generation, pipeline, wanted, source.label, store)
+                write_manifest(generation, pipeline, wanted, source.label, store, report.failures)
             report.committed = True
             report.chunks_embedded = len(added) if retrievers(pipeline) else 0
     report.seconds = time.perf_counter() - started
@@ -377,7 +380,7 @@ def _sync_files(
             report.unchanged += 1
             continue
         try:
-            digest = _sha256(path)
+            digest = sha256_of(path)
         except OSError as exc:
             _fail(report, store, rel, f"cannot read: {exc.strerror or exc}")
             continue
@@ -457,9 +460,15 @@ def update_retriever(
 
 
 def write_manifest(
-    generation: Path, pipeline: Pipeline, wanted: dict[str, Any], root: Path | str, store: ChunkStore
+    generation: Path,
+    pipeline: Pipeline,
+    wanted: dict[str, Any],
+    root: Path | str,
+    store: ChunkStore,
+    failures: Sequence[dict[str, str]] = (),
 ) -> None:
-    """The generation's manifest: format, settings fingerprint, source, pipeline and counts."""
+    """The generation's manifest: format, settings fingerprint, source, pipeline, counts, and the items that could
+    not be read (path and reason, what `rag check` tells from new files)."""
     manifest = {
         "format_version": FORMAT_VERSION,
         "rag_version": __version__,
@@ -468,5 +477,6 @@ def write_manifest(
         "fingerprint": wanted,
         "pipeline": pipeline.to_dict(),
         "counts": {"files": len(store.files), "chunks": len(store)},
+        "failures": list(failures),
     }
     (generation / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")

@@ -24,6 +24,7 @@ from typing import Any
 
 from rag.core.component import Component, InputSocket, input_sockets
 from rag.core.errors import ConfigError, PipelineError
+from rag.core.limits import LIMIT_SETTINGS, ReadLimits
 
 __all__ = ["Connection", "IndexingSettings", "Pipeline"]
 
@@ -53,8 +54,9 @@ class Connection:
 
 @dataclass(frozen=True)
 class IndexingSettings:
-    """How a folder becomes chunks: which files, size limit, which symbolic links are followed ("inside": those
-    whose target is inside the folder; "never"; "follow": all, see `rag.ingest.walk`), and the chunker component."""
+    """How a folder becomes chunks: which files, which symbolic links are followed ("inside": those whose target is
+    inside the folder; "never"; "follow": all, see `rag.ingest.walk`), what one file may expand to (`limits`, see
+    `rag.core.limits`), and the chunker component."""
 
     chunker: Component
     include: tuple[str, ...] = ("**/*",)
@@ -62,10 +64,22 @@ class IndexingSettings:
     max_file_mb: float = 20.0
     extra: dict[str, Any] = field(default_factory=dict)
     symlinks: str = "inside"
+    max_pages: int = ReadLimits.max_pages
+    max_records: int = ReadLimits.max_records
+    max_depth: int = ReadLimits.max_depth
+    max_expansion: int = ReadLimits.max_expansion
 
     def __post_init__(self) -> None:
         if self.symlinks not in ("inside", "never", "follow"):
             raise ConfigError(f"indexing.symlinks must be inside, never or follow, got {self.symlinks!r}")
+        self.limits()  # checks the limits
+
+    def limits(self) -> ReadLimits:
+        """The limits on what one file may expand to."""
+        return ReadLimits(
+            max_bytes=int(self.max_file_mb * 1024 * 1024),
+            **{name: getattr(self, name) for name in LIMIT_SETTINGS},
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -73,6 +87,7 @@ class IndexingSettings:
             "exclude": list(self.exclude),
             "max_file_mb": self.max_file_mb,
             "symlinks": self.symlinks,
+            **{name: getattr(self, name) for name in LIMIT_SETTINGS},
             "chunker": self.chunker.to_dict(),
         }
 

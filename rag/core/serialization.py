@@ -26,6 +26,7 @@ import yaml
 
 from rag.core.component import Component
 from rag.core.errors import ConfigError, PipelineError
+from rag.core.limits import LIMIT_SETTINGS
 from rag.core.pipeline import IndexingSettings, Pipeline
 from rag.core.registry import resolve_type
 
@@ -40,7 +41,7 @@ __all__ = [
 ]
 
 _TOP_KEYS = {"name", "description", "indexing", "components", "connections", "inputs", "outputs"}
-_INDEXING_KEYS = {"include", "exclude", "max_file_mb", "symlinks", "chunker"}
+_INDEXING_KEYS = {"include", "exclude", "max_file_mb", "symlinks", "chunker", *LIMIT_SETTINGS}
 
 
 def _component(spec: Any, where: str, allowed: Collection[str]) -> Component:
@@ -97,6 +98,7 @@ def pipeline_from_dict(data: Any, allowed: Collection[str] = (), source: str = "
             exclude=tuple(spec.get("exclude") or ()),
             max_file_mb=float(spec.get("max_file_mb", 20.0)),
             symlinks=str(spec.get("symlinks", "inside")),
+            **{name: spec[name] for name in LIMIT_SETTINGS if name in spec},
         )
     try:
         return Pipeline(

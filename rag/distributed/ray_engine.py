@@ -41,6 +41,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from rag.core.errors import BrokenContractError, ConfigError
+from rag.core.limits import ReadLimits
 from rag.core.pipeline import IndexingSettings, Pipeline
 from rag.core.types import Chunk
 from rag.distributed import import_ray
@@ -101,7 +102,7 @@ class RayEngine:
                 fn_kwargs={
                     "root": str(root),
                     "chunker": (type(chunker), chunker.settings),
-                    "max_bytes": int(settings.max_file_mb * 1024 * 1024),
+                    "limits": settings.limits(),
                 },
                 batch_size=self.read_batch,
                 batch_format="pyarrow",
@@ -227,12 +228,12 @@ def _identity(embedder: SentenceTransformerEmbedder) -> tuple[Any, ...]:
     return (embedder.model, embedder.normalize)
 
 
-def _read_and_chunk(batch: pa.Table, root: str, chunker: tuple[type, dict[str, Any]], max_bytes: int) -> pa.Table:
+def _read_and_chunk(batch: pa.Table, root: str, chunker: tuple[type, dict[str, Any]], limits: ReadLimits) -> pa.Table:
     """A Ray task: load and chunk files with `rag.indexer.read_file` (the local engine's code)."""
     instance = _chunker(*chunker)
     rows: list[dict[str, Any]] = []
     for n, path in zip(batch.column("n").to_pylist(), batch.column("path").to_pylist(), strict=True):
-        result = read_file(Path(path), Path(root), instance, max_bytes)
+        result = read_file(Path(path), Path(root), instance, limits)
         if isinstance(result, str):
             rows.append(_row(n, -1, None, result, None))
         elif not result.chunks:

@@ -11,6 +11,7 @@ import pytest
 from fpdf import FPDF
 
 from rag.core.errors import LoaderError
+from rag.core.limits import ReadLimits
 from rag.ingest.loaders import LOADERS, load_document, supported_extensions
 from rag.ingest.walk import is_binary
 
@@ -202,8 +203,8 @@ def test_bad_files_raise_loader_error(tmp_path: Path, name: str, content: bytes,
 def test_too_large_names_size_limit_and_setting(tmp_path: Path) -> None:
     path = _write(tmp_path / "big.txt", "x" * 2000)
     with pytest.raises(LoaderError, match=r"2,000 bytes.*limit of 1,000 bytes.*indexing\.max_file_mb"):
-        load_document(path, tmp_path, max_bytes=1000)
-    assert load_document(path, tmp_path, max_bytes=None).text == "x" * 2000
+        load_document(path, tmp_path, ReadLimits(max_bytes=1000))
+    assert load_document(path, tmp_path, ReadLimits(max_bytes=None)).text == "x" * 2000
 
 
 def test_permission_error_becomes_loader_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -222,7 +223,7 @@ def test_permission_error_becomes_loader_error(tmp_path: Path, monkeypatch: pyte
 
 
 def test_unexpected_parser_exception_becomes_loader_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def explode(data: bytes, path: Path) -> tuple[str, dict]:
+    def explode(data: bytes, path: Path, limits: ReadLimits) -> tuple[str, dict]:
         raise RuntimeError("parser blew up")
 
     monkeypatch.setitem(LOADERS, ".txt", explode)
@@ -276,9 +277,9 @@ def test_deep_html_and_huge_csv_fields_are_read() -> None:
     from rag.ingest.loaders.structured import load_csv
 
     deep = ("<div>" * 20000 + "deep text" + "</div>" * 20000).encode()
-    assert load_html(deep, Path("deep.html"))[0] == "deep text"
+    assert load_html(deep, Path("deep.html"), ReadLimits())[0] == "deep text"
     field = "y" * 1_000_000
-    text, meta = load_csv(f"name,body\nx,{field}\n".encode(), Path("big.csv"))
+    text, meta = load_csv(f"name,body\nx,{field}\n".encode(), Path("big.csv"), ReadLimits())
     assert meta["rows"] == 1 and field in text
 
 
@@ -303,5 +304,5 @@ def test_text_that_expands_past_the_size_limit_is_refused(tmp_path: Path) -> Non
     document.save(tmp_path / "long.docx")
     size = (tmp_path / "long.docx").stat().st_size
     with pytest.raises(LoaderError, match="max_file_mb applies to the extracted text"):
-        load_document(tmp_path / "long.docx", tmp_path, max_bytes=size + 1000)
+        load_document(tmp_path / "long.docx", tmp_path, ReadLimits(max_bytes=size + 1000))
     assert load_document(tmp_path / "long.docx", tmp_path).text.startswith("paragraph 0")

@@ -12,6 +12,7 @@ import logging
 from pathlib import Path
 
 from rag.core.errors import LoaderError
+from rag.core.limits import ReadLimits
 from rag.core.types import Document
 from rag.ingest.loaders._common import (
     BINARY_DOCUMENT_SUFFIXES,
@@ -63,7 +64,7 @@ _NO_TEXT_HINTS = {
     ".pdf": "it may be a scanned PDF without a text layer; run OCR on it first",
     ".docx": "the document has no paragraphs or tables with text",
 }
-DEFAULT_MAX_BYTES = 20 * 1024 * 1024
+DEFAULT_LIMITS = ReadLimits()
 
 
 def supported_extensions() -> list[str]:
@@ -71,15 +72,16 @@ def supported_extensions() -> list[str]:
     return sorted(LOADERS)
 
 
-def load_document(path: Path, root: Path, max_bytes: int | None = DEFAULT_MAX_BYTES) -> Document:
+def load_document(path: Path, root: Path, limits: ReadLimits = DEFAULT_LIMITS) -> Document:
     """Load the file at `path` as a Document whose `path` is relative to `root` (POSIX form).
 
     The file is read once; its metadata holds `sha256`, the hash of exactly the bytes that were parsed (a file
     rewritten while it is indexed is then indexed with the hash of what was read, never another version's).
-    Raises LoaderError when the file is empty, too large (over `max_bytes`; None: no limit),
-    unreadable, not valid UTF-8, damaged, or has no extractable text.
+    Raises LoaderError when the file is empty, over one of the `limits` (its size, or what it expands to),
+    unreadable, not text in an encoding that can be detected, damaged, or has no extractable text.
     """
     path = Path(path)
+    max_bytes = limits.max_bytes
     relative = _relative(path, Path(root))
     suffix = path.suffix.lower()
     try:
@@ -100,7 +102,8 @@ def load_document(path: Path, root: Path, max_bytes: int | None = DEFAULT_MAX_BY
                 f"file is over the limit of {_size(max_bytes)}; raise the pipeline's indexing.max_file_mb setting "
                 "to load it"
             )
-        text, extras = LOADERS.get(suffix, load_text)(data, path)
+        text, extras = LOADERS.get(suffix, load_text)(data, path, limits)
+        limits.check_text(len(text))
     except LoaderError as exc:
         raise LoaderError(exc.reason, path=str(path)) from None
     except OSError as exc:
@@ -111,12 +114,6 @@ def load_document(path: Path, root: Path, max_bytes: int | None = DEFAULT_MAX_BY
     if not text.strip():
         hint = _NO_TEXT_HINTS.get(suffix, "the file holds only whitespace or markup")
         raise LoaderError(f"no text could be extracted; {hint}", path=str(path))
-    if max_bytes is not None and len(text) > max_bytes:  # the size limit holds for what a file expands to, too
-        raise LoaderError(
-            f"its text has {len(text):,} characters, over the limit of {max_bytes:,} (indexing.max_file_mb applies "
-            "to the extracted text as well); a decompression bomb, or raise max_file_mb",
-            path=str(path),
-        )
     title = extras.get("title") or path.stem
     metadata = {**extras, "title": title, "mtime": stat.st_mtime, "size": len(data)}
     if suffix not in BINARY_DOCUMENT_SUFFIXES and (encoding := detect_encoding(data)) != "utf-8":

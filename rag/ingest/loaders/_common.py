@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from rag.core.errors import LoaderError
+from rag.core.limits import ReadLimits
 
 __all__ = [
     "BINARY_DOCUMENT_SUFFIXES",
@@ -19,9 +20,10 @@ __all__ = [
     "shorten",
 ]
 
-Loader = Callable[[bytes, Path], tuple[str, dict[str, Any]]]
+Loader = Callable[[bytes, Path, ReadLimits], tuple[str, dict[str, Any]]]
 """Parses one file's bytes (its path gives the name and suffix) into its text and metadata extras (`title`,
-`format`, ...). The bytes are read once, by `load_document`, so what is parsed is what is hashed."""
+`format`, ...), within the limits (`rag.ingest.limits`) it is given. The bytes are read once, by `load_document`,
+so what is parsed is what is hashed."""
 
 BINARY_DOCUMENT_SUFFIXES = frozenset({".pdf", ".docx"})
 """Extensions of binary formats that have a loader: never skipped as binary."""

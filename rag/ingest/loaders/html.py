@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rag.core.limits import ReadLimits
 from rag.ingest.loaders._common import decode_text
 
 if TYPE_CHECKING:
@@ -23,7 +24,7 @@ _LINES = frozenset({"li", "tr", "dt", "dd", "br", "caption"})
 _CELLS = frozenset({"td", "th"})
 
 
-def load_html(data: bytes, path: Path) -> tuple[str, dict[str, Any]]:
+def load_html(data: bytes, path: Path, limits: ReadLimits) -> tuple[str, dict[str, Any]]:
     """An HTML page; the title is its `<title>`, else its first `<h1>`."""
     from bs4 import BeautifulSoup
 

@@ -11,11 +11,15 @@ import contextlib
 import csv
 import io
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from rag.core.errors import LoaderError
+from rag.core.limits import ReadLimits
 from rag.ingest.loaders._common import decode_text, shorten
 
 __all__ = ["load_csv", "load_json", "load_jsonl", "render_record"]
@@ -26,23 +30,27 @@ def render_record(value: Any, prefix: str = "") -> str:
     return "\n".join(_lines(value, prefix))
 
 
-def load_json(data: bytes, path: Path) -> tuple[str, dict[str, Any]]:
-    """A JSON file; a top-level array gives one paragraph per item."""
+def load_json(data: bytes, path: Path, limits: ReadLimits) -> tuple[str, dict[str, Any]]:
+    """A JSON file; a top-level array gives one paragraph per item. Its nesting is measured before it is parsed."""
     text = decode_text(data)
+    limits.check("max_depth", json_depth(text), "levels of JSON nesting")
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
         raise LoaderError(f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     records = value if isinstance(value, list) else [value]
+    limits.check("max_records", len(records), "records")
     return _paragraphs(render_record(record) for record in records), {"format": "json"}
 
 
-def load_jsonl(data: bytes, path: Path) -> tuple[str, dict[str, Any]]:
+def load_jsonl(data: bytes, path: Path, limits: ReadLimits) -> tuple[str, dict[str, Any]]:
     """A JSON Lines file: one paragraph per record."""
-    rendered = []
+    rendered: list[str] = []
     for number, line in enumerate(decode_text(data).splitlines(), start=1):
         if not line.strip():
             continue
+        limits.check("max_records", len(rendered) + 1, "records")
+        limits.check("max_depth", json_depth(line), f"levels of JSON nesting on line {number}")
         try:
             rendered.append(render_record(json.loads(line)))
         except json.JSONDecodeError as exc:
@@ -50,7 +58,23 @@ def load_jsonl(data: bytes, path: Path) -> tuple[str, dict[str, Any]]:
     return _paragraphs(rendered), {"format": "jsonl"}
 
 
-def load_csv(data: bytes, path: Path) -> tuple[str, dict[str, Any]]:
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+
+
+def json_depth(text: str) -> int:
+    """How deeply the arrays and objects of JSON `text` nest (brackets inside strings do not count), measured
+    without parsing it: a file nested beyond Python's recursion limit gets a reason instead of a RecursionError."""
+    brackets = np.frombuffer(_JSON_STRING.sub("", text).encode("utf-8"), dtype=np.uint8)
+    steps = (
+        (brackets == ord("[")).astype(np.int32)
+        + (brackets == ord("{"))
+        - (brackets == ord("]"))
+        - (brackets == ord("}"))
+    )
+    return int(np.cumsum(steps).max(initial=0))
+
+
+def load_csv(data: bytes, path: Path, limits: ReadLimits) -> tuple[str, dict[str, Any]]:
     """A CSV or TSV file: a `columns:` line, then one paragraph of `column: value` lines per row."""
     text = decode_text(data)
     dialect: Any = csv.excel_tab if path.suffix.lower() == ".tsv" else csv.excel
@@ -59,8 +83,11 @@ def load_csv(data: bytes, path: Path) -> tuple[str, dict[str, Any]]:
             dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t|")
     csv.field_size_limit(max(csv.field_size_limit(), len(text)))  # one field may be the whole (size-limited) file
     try:
-        reader = csv.reader(io.StringIO(text, newline=""), dialect)
-        rows = [row for row in reader if any(cell.strip() for cell in row)]
+        rows = []
+        for row in csv.reader(io.StringIO(text, newline=""), dialect):
+            if any(cell.strip() for cell in row):
+                rows.append(row)
+                limits.check("max_records", len(rows) - 1, "rows")
     except csv.Error as exc:
         raise LoaderError(f"malformed CSV: {shorten(exc)}") from None
     if not rows:

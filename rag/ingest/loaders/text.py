@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from rag.core.limits import ReadLimits
 from rag.ingest.loaders._common import decode_text
 
 __all__ = ["CODE_LANGUAGES", "load_code", "load_markdown", "load_rst", "load_text"]
@@ -71,24 +72,24 @@ _MD_FENCE = re.compile(r"^ {0,3}(```|~~~)")
 _RST_ADORNMENT = re.compile(r"""^([=\-`:'"~^_*+#<>.])\1+\s*$""")
 
 
-def load_text(data: bytes, path: Path) -> tuple[str, dict[str, Any]]:
+def load_text(data: bytes, path: Path, limits: ReadLimits) -> tuple[str, dict[str, Any]]:
     """A plain-text file."""
     return decode_text(data), {"format": "text"}
 
 
-def load_markdown(data: bytes, path: Path) -> tuple[str, dict[str, Any]]:
+def load_markdown(data: bytes, path: Path, limits: ReadLimits) -> tuple[str, dict[str, Any]]:
     """A Markdown file; the title is its first `# ` heading."""
     text = decode_text(data)
     return text, {"format": "markdown", "title": _markdown_title(text.splitlines())}
 
 
-def load_rst(data: bytes, path: Path) -> tuple[str, dict[str, Any]]:
+def load_rst(data: bytes, path: Path, limits: ReadLimits) -> tuple[str, dict[str, Any]]:
     """A reStructuredText file; the title is its first underlined heading."""
     text = decode_text(data)
     return text, {"format": "rst", "title": _rst_title(text.splitlines())}
 
 
-def load_code(data: bytes, path: Path) -> tuple[str, dict[str, Any]]:
+def load_code(data: bytes, path: Path, limits: ReadLimits) -> tuple[str, dict[str, Any]]:
     """A source-code or configuration file, with its `language`."""
     text = decode_text(data)
     return text, {"format": "code", "language": CODE_LANGUAGES.get(path.suffix.lower(), "text")}
