@@ -8,6 +8,7 @@ from collections.abc import Callable, Collection, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from rag.check import CheckReport, check_index
 from rag.core.errors import ConfigError, IndexNotFoundError, PipelineError
 from rag.core.pipeline import Pipeline
 from rag.core.serialization import load_pipeline, pipeline_from_dict
@@ -99,6 +100,11 @@ class RAG:
         )
         self._loaded_generation = None
         return report
+
+    def check(self, *, repair: bool = False, wait: float = 0.0) -> CheckReport:
+        """Verify the index (pointer, manifest, chunk store, every retriever's ids, drift from its folder); with
+        `repair`, rebuild or re-index from its folder as needed and check again (see `rag.check`)."""
+        return check_index(self.folder.root, allowed=self._allowed, repair=repair, wait=wait)
 
     def query(self, query: str, top_k: int | None = None) -> list[Hit]:
         """The pipeline's retrieval hits for `query` (an empty or whitespace query is a ConfigError)."""

@@ -72,6 +72,9 @@ class HashRetriever(Retriever):
     def __len__(self) -> int:
         return len(self.ids)
 
+    def indexed_ids(self) -> list[str]:
+        return list(self.ids)
+
     def run(self, query: str, top_k: int | None = None) -> dict[str, list[Hit]]:
         assert self.chunks is not None
         if not self.ids:

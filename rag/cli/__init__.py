@@ -16,7 +16,7 @@ import click
 from rag.cli.answers import calibrate_answers_cmd, eval_answers_cmd
 from rag.cli.ask import ask_cmd
 from rag.cli.evaluate import eval_cmd, train_group
-from rag.cli.index import index_cmd, query_cmd
+from rag.cli.index import check_cmd, index_cmd, query_cmd
 from rag.cli.pipelines import pipeline_group, pipelines_cmd
 from rag.cli.serve import serve_cmd
 from rag.cli.shard import shard_group
@@ -36,6 +36,7 @@ def main() -> None:
 
 for command in (
     index_cmd,
+    check_cmd,
     query_cmd,
     ask_cmd,
     eval_cmd,

@@ -1,8 +1,9 @@
-"""`rag index` and `rag query`."""
+"""`rag index`, `rag check` and `rag query`."""
 
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import click
 from rich.table import Table
@@ -25,7 +26,10 @@ from rag.cli.common import (
     shown,
 )
 
-__all__ = ["index_cmd", "query_cmd"]
+if TYPE_CHECKING:
+    from rag.check import CheckReport
+
+__all__ = ["check_cmd", "index_cmd", "query_cmd"]
 
 
 @click.command("index")
@@ -90,6 +94,58 @@ def index_cmd(
     if nothing_indexed:
         click.echo("error: no file could be indexed; see the reasons above", err=True)
         sys.exit(1)
+
+
+@click.command("check")
+@index_option
+@index_dir_option
+@allow_option
+@click.option("--repair", is_flag=True, help="Rebuild or re-index from the index's folder what is wrong.")
+@click.option("--wait", type=float, default=0.0, help="Seconds to wait for another run holding the index.")
+@json_option
+def check_cmd(
+    index: str, index_dir: str | None, allowed: tuple[str, ...], repair: bool, wait: float, as_json: bool
+) -> None:
+    """Verify an index: its pointer and manifest, chunk store, every retriever's ids and rows, and the files in its
+    folder against what it holds. Exits with status 1 when something is wrong (after --repair: still wrong).
+    """
+    from rag.api import RAG
+
+    with guard(as_json):
+        report = RAG(index_path(index, index_dir), allowed=allowed).check(repair=repair, wait=wait)
+    if as_json:
+        emit(report.to_dict())
+    else:
+        _print_check(report)
+    if not report.ok:
+        sys.exit(1)
+
+
+def _print_check(report: CheckReport) -> None:
+    for problem in report.before:
+        click.echo(f"found: {problem.check}: {shown(problem.detail)}")
+    if report.repaired is not None:
+        files = report.repaired.to_dict()["files"]
+        rebuilt = any(p.repair == "rebuild" for p in report.before)
+        click.echo(f"repaired: {'rebuilt' if rebuilt else 're-indexed'} from the folder ({files})")
+    counts = report.counts
+    if counts:
+        retrievers = ", ".join(f"{name} {n}" for name, n in counts["retrievers"].items())
+        click.echo(
+            f"{shown(report.index)}: {report.generation}, {counts['files']} files, {counts['chunks']} chunks"
+            + (f"; retrievers: {retrievers}" if retrievers else "")
+        )
+    for kind, paths in report.drift.items():
+        for path in paths[:5]:
+            click.echo(f"  {kind}: {shown(path)}")
+    for failure in report.unreadable:
+        click.echo(f"  unreadable at the last run: {shown(failure['path'])}: {shown(failure['reason'])}")
+    for problem in report.problems:
+        click.echo(f"problem: {problem.check}: {shown(problem.detail)} (repair: {problem.repair})", err=True)
+    if report.ok:
+        click.echo("ok")
+    elif report.repaired is None and any(p.repair != "none" for p in report.problems):
+        click.echo("run `rag check --repair` to repair it", err=True)
 
 
 @click.command("query")

@@ -65,6 +65,10 @@ class Retriever(Component):
     def __len__(self) -> int:
         return len(self._loaded()[0])
 
+    def indexed_ids(self) -> list[str]:
+        """The ids of the chunks indexed, in row order (what `rag check` compares with the chunk store)."""
+        return list(self._loaded()[0].ids)
+
     def _loaded(self) -> tuple[Any, ChunkLookup]:
         if self._index is None or self._chunks is None:
             raise IndexStoreError(f"{type(self).__name__} has no index; call load(directory or None, chunks) first")
