@@ -10,7 +10,8 @@ Patterns are globs matched against a file's path relative to the root, in POSIX 
 A file is yielded when it matches an `include` pattern and no `exclude` pattern; a folder that
 matches an `exclude` pattern (`build`, `build/**`) is not entered. Hidden files and folders
 (name starting with `.`, so `.git`, `.hg`, `.svn`, `.venv`), `__pycache__` and `node_modules`
-are skipped, as are binary files (see `is_binary`).
+are skipped, as are binary files (see `is_binary`): silently for images, archives and the like, with a reason in
+`skipped` when the file's name says text (an extension with a loader, or none).
 
 Symbolic links follow the `symlinks` policy (`SYMLINK_POLICIES`): "inside" (the default) follows a link only
 when its target resolves inside the walked folder, so a cloned repository or an unpacked archive cannot make
@@ -31,7 +32,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from rag.core.errors import InputPathError
-from rag.ingest.loaders import BINARY_DOCUMENT_SUFFIXES, SNIFF_BYTES, looks_binary
+from rag.ingest.loaders import BINARY_DOCUMENT_SUFFIXES, LOADERS, SNIFF_BYTES, looks_binary
 
 __all__ = ["SKIPPED_FOLDERS", "SYMLINK_POLICIES", "is_binary", "match_pattern", "walk_folder"]
 
@@ -133,7 +134,9 @@ class _Walk:
             elif not is_file:
                 self.skipped.append((relative, "not a regular file (a FIFO, socket or device)"))
             elif _matches_any(relative, self.include) and not _matches_any(relative, self.exclude):
-                if is_binary(Path(entry.path)):
+                if is_binary(Path(entry.path)):  # an image or archive is passed over; a "text" file is reported
+                    if Path(entry.name).suffix.lower() in LOADERS or not Path(entry.name).suffix:
+                        self.skipped.append((relative, "binary content (NUL bytes) in a file named as text"))
                     continue
                 if _mark(seen, stat):
                     yield Path(entry.path)
