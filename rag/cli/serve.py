@@ -52,6 +52,20 @@ __all__ = ["serve_cmd"]
     "--max-upload-mb", type=click.FloatRange(min=0.001), default=20.0, show_default=True, help="Upload limit."
 )
 @click.option(
+    "--job-memory-mb",
+    type=click.FloatRange(min=1),
+    default=4096.0,
+    show_default=True,
+    help="Memory one indexing job of uploads may use before it is stopped.",
+)
+@click.option(
+    "--job-timeout-s",
+    type=click.FloatRange(min=1),
+    default=3600.0,
+    show_default=True,
+    help="Time one indexing job of uploads may run before it is stopped.",
+)
+@click.option(
     "--engine",
     type=click.Choice(["local", "ray"]),
     default="local",
@@ -89,6 +103,8 @@ def serve_cmd(
     max_tokens: int,
     max_body_mb: float,
     max_upload_mb: float,
+    job_memory_mb: float,
+    job_timeout_s: float,
     engine: str,
     address: str | None,
     replicas: int,
@@ -125,6 +141,8 @@ def serve_cmd(
             max_tokens=max_tokens,
             max_body_mb=max_body_mb,
             max_upload_mb=max_upload_mb,
+            job_memory_mb=job_memory_mb,
+            job_timeout_s=job_timeout_s,
         )
         if check_engine(engine, address) == "ray":
             from rag.distributed.ray_serve import RayServeSettings, serve_with_ray

@@ -100,6 +100,10 @@ class BrokenContractError(RagError, RuntimeError):
     """A part broke its own contract (a batch function returned the wrong number of results)."""
 
 
+class ResourceLimitError(RagError):
+    """A job went over the memory or time it is allowed, and was stopped."""
+
+
 class IndexStoreError(RagError):
     """An index folder that cannot be used."""
 

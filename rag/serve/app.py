@@ -22,11 +22,11 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, Response
 
 from rag import __version__
-from rag.api import RAG
 from rag.serve.auth import require_api_key
 from rag.serve.documents import DocumentFolder, JobQueue
 from rag.serve.documents_routes import documents_router
 from rag.serve.errors import install_error_handlers
+from rag.serve.index_job import IndexJobRunner
 from rag.serve.limits import BodyLimitMiddleware
 from rag.serve.metrics import CONTENT_TYPE_LATEST, Metrics, MetricsMiddleware
 from rag.serve.openai_routes import openai_router
@@ -56,14 +56,10 @@ def create_app(settings: ServerSettings) -> FastAPI:
         for pipeline in served.pipelines:
             metrics.instrument(served.name, pipeline)
     documents = DocumentFolder(settings.index, lambda: service.default.mirrored_source())
-    indexing: list[RAG] = []
-
-    def indexer() -> RAG:  # its own retrievers: indexing never touches what requests read
-        if not indexing:
-            indexing.append(service.default.replica())
-        return indexing[0]
-
-    jobs = JobQueue(documents, indexer, lambda: service.sync(wait=True, strict=True), settings.index_wait_s)
+    run = IndexJobRunner(
+        settings.index, service.default.pipeline, settings.job_memory_mb, settings.job_timeout_s, settings.index_wait_s
+    )
+    jobs = JobQueue(documents, run, lambda: service.sync(wait=True, strict=True))
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

@@ -2,7 +2,9 @@
 
 Uploads are written to `INDEX/documents/` (file names sanitised, written aside then renamed into
 place, so nothing lands outside that folder and no half-written file is indexed), and the index is
-kept in step with that folder by one job at a time in a worker thread. Each job's state is written
+kept in step with that folder by one job at a time, each run by `run` (in the server: a child process bounded
+in memory and time, `rag.serve.index_job`; a job that goes over a bound fails and its uploads are moved to
+`INDEX/quarantine/`), from a worker thread. Each job's state is written
 to `INDEX/jobs/ID.json`, so every worker process of the server can report it. An index built from
 another folder (`rag index FOLDER`) mirrors that folder, so uploads into it are refused (409).
 """
@@ -23,8 +25,7 @@ from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from rag.api import RAG
-from rag.core.errors import RagError
+from rag.core.errors import RagError, ResourceLimitError
 from rag.serve.errors import ServiceError
 
 __all__ = ["DOCUMENTS_FOLDER", "DocumentFolder", "JobQueue", "safe_name"]
@@ -112,16 +113,14 @@ class DocumentFolder:
 
 
 class JobQueue:
-    """Indexing jobs run one at a time in a worker thread; `after()` is called when one has committed."""
+    """Indexing jobs run one at a time from a worker thread: `run(folder)` indexes the uploads folder and returns
+    the run's report (a dict); `after()` is called when one has committed."""
 
-    def __init__(
-        self, documents: DocumentFolder, indexer: Callable[[], RAG], after: Callable[[], Any], wait: float
-    ) -> None:
+    def __init__(self, documents: DocumentFolder, run: Callable[[Path], Any], after: Callable[[], Any]) -> None:
         self.documents = documents
         self.folder = documents.index / "jobs"
-        self._indexer = indexer
+        self._run = run
         self._after = after
-        self._wait = wait
         self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -198,9 +197,12 @@ class JobQueue:
             job |= {"status": "running", "started": time.time()}
             self._write(job)
             try:
-                report = self._indexer().index(self.documents.root, wait=self._wait)
+                report = self._run(self.documents.root)
                 self._after()
-                job |= {"status": "succeeded", "report": report.to_dict()}
+                job |= {"status": "succeeded", "report": report}
+            except ResourceLimitError as exc:  # the uploads of this job brought it down: keep them out of the next
+                moved = self.documents.quarantine(job["documents"])
+                job |= {"status": "failed", "error": f"{exc}; its uploads {moved} were moved to quarantine/"}
             except RagError as exc:
                 job |= {"status": "failed", "error": str(exc)}
             except Exception:

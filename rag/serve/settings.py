@@ -28,7 +28,8 @@ class ServerSettings:
     `pipelines` are the pipelines served over the one index, each a shipped name, a YAML path, a
     `Pipeline`, or None for the pipeline the index was built with; the first is the default and
     OpenAI requests pick one by its name in `model`. Nothing a request sends can add to them.
-    `api_keys` empty means no authentication. Limits bound what one request may ask for.
+    `api_keys` empty means no authentication. Limits bound what one request may ask for, and what one indexing
+    job of uploads may use (`job_memory_mb` of resident memory, `job_timeout_s`; see `rag.serve.index_job`).
     """
 
     index: Path
@@ -46,6 +47,8 @@ class ServerSettings:
     max_upload_mb: float = 20.0
     cors_origins: tuple[str, ...] = ()
     index_wait_s: float = 600.0
+    job_memory_mb: float = 4096.0
+    job_timeout_s: float = 3600.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "index", Path(self.index))
@@ -61,6 +64,8 @@ class ServerSettings:
                 "max_embedding_inputs",
                 "max_body_mb",
                 "max_upload_mb",
+                "job_memory_mb",
+                "job_timeout_s",
             )
             if not isinstance(getattr(self, name), int | float) or getattr(self, name) <= 0
         ]

@@ -172,12 +172,11 @@ def test_jobs_of_a_server_that_died_are_failed_and_their_upload_quarantined(tmp_
     (documents.root / "fine.md").write_text("fine")
     runs = []
 
-    class Indexer:
-        def index(self, folder: Path, wait: float) -> Any:
-            runs.append(sorted(p.name for p in folder.iterdir()))
-            raise RagError("stop here")
+    def run(folder: Path) -> dict[str, Any]:
+        runs.append(sorted(p.name for p in folder.iterdir()))
+        raise RagError("stop here")
 
-    jobs = JobQueue(documents, Indexer, lambda: None, 0.0)  # type: ignore[arg-type]
+    jobs = JobQueue(documents, run, lambda: None)
     records = {
         "a" * 32: {"status": "running", "pid": dead_pid, "documents": ["bomb.docx"]},
         "b" * 32: {"status": "queued", "pid": dead_pid, "documents": ["fine.md"]},
@@ -197,3 +196,24 @@ def test_jobs_of_a_server_that_died_are_failed_and_their_upload_quarantined(tmp_
     assert (tmp_path / "index" / "quarantine" / "bomb.docx").is_file() and not (documents.root / "bomb.docx").exists()
     assert (documents.root / "fine.md").is_file()
     assert jobs.recover() == []  # once
+
+
+def test_an_indexing_job_over_its_memory_or_time_is_stopped_and_its_upload_quarantined(tmp_path: Path) -> None:
+    index = tmp_path / "uploads"
+    with serving(index, answer_pipeline()) as client:
+        response = client.post("/v1/documents", files=[("files", ("otters.md", DOCS["otters.md"].encode()))])
+        assert wait_for(client, response.json()["job"])["status"] == "succeeded"
+    # a child process with Python and numpy loaded is over 20 MB: the bound is met at once
+    with serving(index, answer_pipeline(), job_memory_mb=20) as client:
+        response = client.post("/v1/documents", files=[("files", ("bread.md", DOCS["bread.md"].encode()))])
+        job = wait_for(client, response.json()["job"])
+        assert job["status"] == "failed" and "used over 20 MB of memory" in job["error"]
+        assert "['bread.md'] were moved to quarantine/" in job["error"]
+        assert (index / "quarantine" / "bread.md").is_file() and not (index / "documents" / "bread.md").exists()
+        assert paths(client, "sea otters") == ["otters.md"]  # the previous index still answers
+    slow = answer_pipeline(retriever=HashRetriever(delay=5.0))
+    with serving(tmp_path / "slow", slow, job_timeout_s=1) as client:
+        response = client.post("/v1/documents", files=[("files", ("etna.md", DOCS["volcano.md"].encode()))])
+        job = wait_for(client, response.json()["job"])
+        assert job["status"] == "failed" and "ran over 1 s and was stopped" in job["error"]
+        assert (tmp_path / "slow" / "quarantine" / "etna.md").is_file()
