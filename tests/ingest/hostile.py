@@ -65,11 +65,11 @@ def build(root: Path) -> list[Entry]:
     add("line\nbreak.md", "indexed", "newline name", "newline name")
     # bombs and limits
     add(
-        "bomb.docx", "failed", r"times its size, over indexing\.max_expansion 100\): a decompression bomb", _docx_bomb()
+        "bomb.docx", "failed", r"times its size, over indexing\.max_expansion 100\): a decompression bomb", docx_bomb()
     )
-    add("markup-bomb.docx", "failed", "a decompression bomb", _docx_bomb(markup_only=True))
-    add("long.docx", "failed", r"over 1,048,576 characters", _docx_paragraphs(1_200_000))
-    add("pages.pdf", "failed", r"60 pages, over the limit of 50; .*indexing\.max_pages", _blank_pdf(60))
+    add("markup-bomb.docx", "failed", "a decompression bomb", docx_bomb(markup_only=True))
+    add("long.docx", "failed", r"over 1,048,576 characters", docx_paragraphs(1_200_000))
+    add("pages.pdf", "failed", r"60 pages, over the limit of 50; .*indexing\.max_pages", blank_pdf(60))
     add("deep.json", "failed", r"levels of JSON nesting, over the limit of 100", b"[" * 100_000 + b"]" * 100_000)
     add("many.json", "failed", r"1,001 records, over the limit of 1,000", json.dumps(list(range(1001))))
     add("many.csv", "failed", r"1,001 rows, over the limit of 1,000", "n\n" + "".join(f"{i}\n" for i in range(1001)))
@@ -130,19 +130,19 @@ def _docx(body: bytes) -> bytes:
     return _zip({"[Content_Types].xml": types, "_rels/.rels": rels, "word/document.xml": document})
 
 
-def _docx_bomb(markup_only: bool = False) -> bytes:
-    """About 40 MB of XML in a few tens of KB: words, or only empty runs."""
+def docx_bomb(markup_only: bool = False, expanded: int = 40_000_000) -> bytes:
+    """A DOCX of `expanded` bytes of XML (about 340 times smaller zipped): words, or only empty runs."""
     paragraph = b"<w:p><w:r><w:t/></w:r></w:p>" if markup_only else b"<w:p><w:r><w:t>bomb words</w:t></w:r></w:p>"
-    return _docx(paragraph * (40_000_000 // len(paragraph)))
+    return _docx(paragraph * (expanded // len(paragraph)))
 
 
-def _docx_paragraphs(characters: int) -> bytes:
+def docx_paragraphs(characters: int) -> bytes:
     """A DOCX under the expansion limit whose text is `characters` long."""
     paragraph = b"<w:p><w:r><w:t>" + b"w" * 9_999 + b"</w:t></w:r></w:p>"
     return _docx(paragraph * (characters // 10_000))
 
 
-def _blank_pdf(pages: int) -> bytes:
+def blank_pdf(pages: int) -> bytes:
     from pypdf import PdfWriter
 
     writer = PdfWriter()
