@@ -4,8 +4,8 @@
 
 1. `rag index` (the `bm25` pipeline) on a folder holding one bomb, in a subprocess whose peak resident memory is
    read by `/usr/bin/time`: a 322 KB DOCX that inflates to 113 MB of XML (the class of the 334 KB bomb that took a
-   server to 8.9 GB before the limits), the same of empty runs only, and a 19 MB HTML page of tiny tags that no
-   per-file limit refuses (it parses to a 2.5 GB tree).
+   server to 8.9 GB before the limits), the same of empty runs only, and a 19 MB HTML page of 1.3 million tiny
+   tags (BeautifulSoup built a 2.5 GB tree of it in a minute; the loader now reads it as a stream).
 2. `rag serve` (the `default` pipeline, one worker, `--job-memory-mb`) over an uploads index holding this
    repository's docs: `/v1/query` p50/p99 from two closed-loop clients for `--seconds` with no job running, then
    from the moment the three bombs are uploaded (one job) until that job has ended, with the job's outcome.

@@ -31,7 +31,8 @@ _POLL_S = 0.05
 @dataclass(frozen=True)
 class IndexJobRunner:
     """Brings the index at `index` in step with a folder, in a child process, and returns the run's report (a
-    dict); a RagError of the run is raised again here, and going over a bound raises ResourceLimitError."""
+    dict, with the child's `peak_memory_mb` as sampled every 50 ms); a RagError of the run is raised again here, and
+    going over a bound raises ResourceLimitError."""
 
     index: Path
     pipeline: Pipeline
@@ -59,14 +60,16 @@ class IndexJobRunner:
             if child.is_alive():
                 child.kill()
             child.join()
-        kind, value = outcome
+        kind, value, peak = outcome
         if kind == "report":
-            return dict(value)
+            return {**value, "peak_memory_mb": round(peak / 2**20)}
         if kind == "error":
             raise RagError(value)
         raise ResourceLimitError(value)
 
-    def _watch(self, child: Any, results: multiprocessing.Queue[tuple[str, Any]]) -> tuple[str, Any]:
+    def _watch(self, child: Any, results: multiprocessing.Queue[tuple[str, Any]]) -> tuple[str, Any, int]:
+        """(kind, value, peak resident bytes): the child's result, or ("killed", reason) when it went over a bound
+        or ended without one."""
         import psutil
 
         started = time.monotonic()
@@ -74,25 +77,28 @@ class IndexJobRunner:
         peak = 0
         while True:
             try:
-                return results.get(timeout=_POLL_S)
+                return (*results.get(timeout=_POLL_S), peak)
             except queue.Empty:
                 pass
             if not child.is_alive():
                 try:  # it may have put its result just before it ended
-                    return results.get(timeout=1.0)
+                    return (*results.get(timeout=1.0), peak)
                 except queue.Empty:
-                    return "killed", f"the indexing process ended without a result (exit code {child.exitcode})"
+                    reason = f"the indexing process ended without a result (exit code {child.exitcode})"
+                    return "killed", reason, peak
             peak = max(peak, _resident(process))
             if peak > self.memory_mb * 2**20:
-                return "killed", (
+                reason = (
                     f"the indexing job used over {self.memory_mb:.0f} MB of memory and was stopped "
                     "(a decompression bomb?); raise --job-memory-mb if the documents are genuine"
                 )
+                return "killed", reason, peak
             if time.monotonic() - started > self.timeout_s:
-                return "killed", (
+                reason = (
                     f"the indexing job ran over {self.timeout_s:.0f} s and was stopped; raise --job-timeout-s if "
                     "the documents are genuine"
                 )
+                return "killed", reason, peak
 
 
 def _resident(process: Any) -> int:
