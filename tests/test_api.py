@@ -94,3 +94,27 @@ def test_a_pipeline_without_the_inputs_refuses_streaming(tmp_path: Path) -> None
     assert rag.ask("topic1 facts").text
     with pytest.raises(PipelineError, match=r"takes no 'on_token' input.*on_token: \[generator.on_token\]"):
         rag.ask("topic1 facts", on_token=print)
+
+
+def test_a_pipeline_top_k_reaches_every_leg_of_a_fusion(tmp_path: Path) -> None:
+    """Legs keeping 3 hits each would cap a fusion asked for 8 at 6: every leg is asked for at least 8."""
+    from rag.core.pipeline import IndexingSettings, Pipeline
+    from rag.fuse.rrf import ReciprocalRankFusion
+    from rag.ingest.chunkers.recursive import RecursiveChunker
+    from tests.fakes import HashRetriever
+    from tests.indexing_helpers import make_corpus
+
+    pipeline = Pipeline(
+        {"a": HashRetriever(top_k=3), "b": HashRetriever(dim=32, top_k=3), "fusion": ReciprocalRankFusion(top_k=5)},
+        [("a.hits", "fusion.hits"), ("b.hits", "fusion.hits")],
+        inputs={"query": ["a.query", "b.query"], "top_k": ["fusion.top_k"]},
+        outputs={"hits": "fusion.hits"},
+        indexing=IndexingSettings(chunker=RecursiveChunker(chunk_size=120, chunk_overlap=20, unit="chars")),
+    )
+    make_corpus(tmp_path / "docs", 6)
+    rag = RAG(tmp_path / "idx", pipeline)
+    rag.index(tmp_path / "docs")
+    assert len(rag.query("topic1 facts", top_k=8)) == 8
+    assert len(rag.query("topic1 facts")) <= 5  # no top_k asked: the fusion's own 5 and the legs' own 3
+    assert len(rag.query("topic1 facts", top_k=2)) == 2
+    assert pipeline.components["a"].top_k == 3  # asked per run, never changed

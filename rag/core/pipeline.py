@@ -329,6 +329,8 @@ class Pipeline:
                 f"'{unknown[0]}' is not an input of this pipeline; inputs are: {', '.join(self.inputs)}"
             )
         given = {t: inputs[name] for name, targets in self.inputs.items() if name in inputs for t in targets}
+        if isinstance(inputs.get("top_k"), int):
+            given |= self._deeper_legs(given, inputs["top_k"])
         for name, targets in self.inputs.items():
             for comp, sock in targets:
                 if comp in order and self._sockets[comp][sock].required and name not in inputs:
@@ -357,6 +359,26 @@ class Pipeline:
                 )
             produced[comp] = result
         return {n: produced[self.outputs[n][0]][self.outputs[n][1]] for n in self._output_names(outputs)}
+
+    def _deeper_legs(self, given: Mapping[tuple[str, str], Any], top_k: int) -> dict[tuple[str, str], int]:
+        """`top_k` for every retrieving component (one that makes hits from an index: `id_space` set) upstream of
+        one that is given `top_k` (the legs of a fusion) whose own `top_k` is smaller: each leg then finds at least
+        what the fusion needs to return `top_k` (a leg keeping 20 would cap a fusion asked for 50). Steps between
+        them, such as the candidates a reranker scores, keep their own cut."""
+        asked = [comp for (comp, socket) in given if socket == "top_k"]
+        upstream: set[str] = set()
+        while asked:
+            comp = asked.pop()
+            for sender in {c.sender for c in self.connections if c.receiver == comp} - upstream:
+                upstream.add(sender)
+                asked.append(sender)
+        deeper = {}
+        for comp in upstream:
+            component = self.components[comp]
+            own = getattr(component, "top_k", None)
+            if component.id_space is not None and (comp, "top_k") not in given and isinstance(own, int) and own < top_k:
+                deeper[(comp, "top_k")] = top_k
+        return deeper
 
     # ----------------------------------------------------------------- serialisation
     def to_dict(self) -> dict[str, Any]:
