@@ -54,9 +54,6 @@ __all__ = [
     "retrievers",
     "sha256_of",
     "update_index",
-    "update_retriever",
-    "update_retrievers",
-    "write_manifest",
 ]
 
 logger = logging.getLogger(__name__)

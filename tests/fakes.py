@@ -93,8 +93,9 @@ class EchoGenerator(Generator):
 
     It replies, one word per streamed piece, with the first words of the last message (`source="message"`), or
     of passage [1] of a `PromptBuilder` prompt followed by ``[1].`` (`source="passage"`; "I do not know." when the
-    prompt shows no passage). `words` is the longest reply (`decoding` may lower it with ``max_tokens``); `delay`
-    seconds pass before each word. It records the decoding options it saw (`seen`, `last_decoding`), the words it
+    prompt shows no passage), or with the first of `replies` whose key is in the question (`source="script"`).
+    `words` is the longest reply (`decoding` may lower it with ``max_tokens``); `delay` seconds pass before each
+    word. It records the decoding options it saw (`seen`, `last_decoding`), the words it
     sent (`emitted`) and the replies the reader cancelled (`cancelled`). Decoding options are validated against its
     own settings, like a real backend.
     """
@@ -102,10 +103,16 @@ class EchoGenerator(Generator):
     outputs: ClassVar[dict[str, Any]] = {"reply": str, "usage": dict[str, int], "candidates": list[dict[str, Any]]}
 
     def __init__(
-        self, words: int = 8, source: str = "message", delay: float = 0.0, decoding: dict[str, Any] | None = None
+        self,
+        words: int = 8,
+        source: str = "message",
+        delay: float = 0.0,
+        decoding: dict[str, Any] | None = None,
+        replies: dict[str, str] | None = None,
     ) -> None:
         self.words = words
         self.source = source
+        self.replies = replies or {}
         self.delay = delay
         self.decoding = self._decoding_settings(decoding)
         self.seen: list[dict[str, Any]] = []
@@ -148,6 +155,9 @@ class EchoGenerator(Generator):
         return {"reply": reply, "usage": usage, "candidates": []}
 
     def _tokens(self, content: str, max_tokens: int, asked: int | None) -> list[str]:
+        if self.source == "script":
+            question = content.rsplit("Question:", 1)[-1]
+            return next(text for key, text in self.replies.items() if key in question).split(" ")
         if self.source == "message":
             return content.split()[: asked if asked is not None else self.words]
         found = _PASSAGE.search(content)

@@ -3,7 +3,8 @@
 Each retriever's index of a corpus lives under `~/.cache/rag/eval/` (or `index_root`), named by
 dataset, retriever type and a hash of what shapes it (corpus bytes, chunking, the retriever's
 index settings), so a second run reuses it, another pipeline with the same retriever (BM25 in
-`bm25` and in `hybrid`) shares it, and a changed setting builds another.
+`bm25` and in `hybrid`) shares it, and a changed setting builds another. It is built by the indexer's
+one update flow (`rag.indexer.update_index`) from a `CorpusSource`.
 Document embeddings also go through the embedding cache (`rag.embed.cache`), so pipelines that
 share a model (dense, dense-int8, dense-binary) encode the corpus once between them.
 
@@ -30,13 +31,14 @@ from typing import Any
 import numpy as np
 
 from rag.core.errors import ConfigError, PipelineError
-from rag.core.pipeline import Pipeline
+from rag.core.pipeline import IndexingSettings, Pipeline
 from rag.core.types import Chunk, Document, Hit
 from rag.embed import cache as embedding_cache
 from rag.eval.beir import BeirDataset
 from rag.eval.metrics import evaluate_run, mean
 from rag.index.files import read_json, write_json
-from rag.indexer import Progress, retrievers, update_retriever, write_manifest
+from rag.indexer import IndexReport, Progress, retrievers, update_index
+from rag.ingest.chunkers.recursive import RecursiveChunker
 from rag.retrieve.base import Retriever
 from rag.runtime.cache import cache_dir
 from rag.store.chunk_store import ChunkStore, FileRecord
@@ -188,33 +190,24 @@ def _build_or_reuse(
 ) -> dict[str, Any]:
     """Load every retriever of `pipeline` with its index of the corpus, building only the missing ones.
 
-    Each retriever's index is kept on its own (`root/DATASET-TYPE-HASH`, a normal index folder with
-    the chunk store and `components/retriever`), so pipelines that share a retriever share its index.
+    Each retriever's index is kept on its own (`root/DATASET-TYPE-HASH`, a normal index folder built by the
+    indexer's one update flow from a `CorpusSource`), so pipelines that share a retriever share its index.
     """
-    store: ChunkStore | None = None
     parts: dict[str, dict[str, Any]] = {}
     for name, retriever in retrievers(pipeline).items():
         wanted = _fingerprint(dataset, pipeline, chunking, retriever)
         key = hashlib.sha256(json.dumps(wanted, sort_keys=True, default=str).encode()).hexdigest()[:12]
         folder = IndexFolder(root / f"{dataset.name}-{type(retriever).__name__.lower()}-{key}")
-        with folder.lock(wait=3600):
-            current = folder.current()
-            if current is not None and folder.manifest(current)["fingerprint"] == wanted:
-                seconds = read_json(current / "build.json")["seconds"]
-                parts[name] = {"path": str(folder.root), "reused": True, "build_seconds": seconds}
-                continue
-            started = time.perf_counter()
-            store = store or _chunk_store(dataset, pipeline, chunking)
-            added = sorted(store.chunks.values(), key=lambda c: (len(c.text), c.id))
-            with folder.new_generation() as generation:
-                update_retriever(
-                    name, retriever, None, generation / "components" / "retriever", store, added, set(), progress
-                )
-                store.save(generation)
-                write_manifest(generation, pipeline, wanted, f"beir:{dataset.name}", store)
-                seconds = round(time.perf_counter() - started, 2)
-                write_json(generation / "build.json", {"seconds": seconds})
-            parts[name] = {"path": str(folder.root), "reused": False, "build_seconds": seconds}
+        alone = _alone(retriever, pipeline)
+        source = CorpusSource(dataset, chunking, pipeline, f"beir:{dataset.name}:{key}")
+        current = folder.current()
+        if current is not None and folder.manifest(current)["root"] == source.label and (folder.root / _BUILD).exists():
+            seconds = read_json(folder.root / _BUILD)["seconds"]
+            parts[name] = {"path": str(folder.root), "reused": True, "build_seconds": seconds}
+            continue
+        report = update_index(folder.root, alone, source, rebuild=True, wait=3600, progress=progress)
+        write_json(folder.root / _BUILD, {"seconds": round(report.seconds, 2)})
+        parts[name] = {"path": str(folder.root), "reused": False, "build_seconds": round(report.seconds, 2)}
     generations = {name: IndexFolder(part["path"]).require_current() for name, part in parts.items()}
     loaded = ChunkStore.load(next(iter(generations.values())))  # the same chunks in every part
     for name, retriever in retrievers(pipeline).items():
@@ -226,20 +219,50 @@ def _build_or_reuse(
     }
 
 
-def _chunk_store(dataset: BeirDataset, pipeline: Pipeline, chunking: str) -> ChunkStore:
-    store = ChunkStore()
-    chunker = pipeline.indexing.chunker if chunking == "pipeline" and pipeline.indexing else None
-    if chunker is not None:
-        chunker.warm_up()
-    for doc_id, (title, _) in dataset.corpus.items():
-        text = dataset.document_text(doc_id)
-        if chunker is None:
-            chunks = [Chunk(doc_id, doc_id, text, 0, len(text), {"title": title})]
-        else:
-            chunks = chunker.run(document=Document(doc_id, text, {"title": title}))["chunks"]
-        digest = hashlib.sha256(text.encode()).hexdigest()
-        store.put_file(FileRecord(doc_id, len(text), 0, digest, tuple(c.id for c in chunks)), chunks)
-    return store
+_BUILD = "build.json"
+"""Beside an eval index's generations: how long it took to build (reported again when it is reused)."""
+
+
+def _alone(retriever: Retriever, pipeline: Pipeline) -> Pipeline:
+    """A pipeline of this one retriever (named "retriever"), to index it on its own."""
+    indexing = pipeline.indexing or IndexingSettings(chunker=RecursiveChunker())
+    return Pipeline(
+        {"retriever": retriever},
+        inputs={"query": ["retriever.query"]},
+        outputs={"hits": "retriever.hits"},
+        indexing=indexing,
+    )
+
+
+@dataclass
+class CorpusSource:
+    """A BEIR corpus as an index's source (`rag.indexer.Source`): each document one chunk ("document" chunking,
+    its id the document's), or cut by the pipeline's chunker ("pipeline")."""
+
+    dataset: BeirDataset
+    chunking: str
+    pipeline: Pipeline
+    label: str
+    kind: str = "the corpus "
+    mismatch_hint: str = "rebuild it (rag eval --no-cache)"
+    failed_items: str = "document(s) could not be indexed"
+    strict_name: str = "strict"
+
+    def sync(self, store: ChunkStore, report: IndexReport, progress: Progress | None) -> bool:
+        indexing = self.pipeline.indexing
+        chunker = indexing.chunker if self.chunking == "pipeline" and indexing else None
+        if chunker is not None:
+            chunker.warm_up()
+        for doc_id, (title, _) in self.dataset.corpus.items():
+            text = self.dataset.document_text(doc_id)
+            if chunker is None:
+                chunks = [Chunk(doc_id, doc_id, text, 0, len(text), {"title": title})]
+            else:
+                chunks = chunker.run(document=Document(doc_id, text, {"title": title}))["chunks"]
+            digest = hashlib.sha256(text.encode()).hexdigest()
+            store.put_file(FileRecord(doc_id, len(text), 0, digest, tuple(c.id for c in chunks)), chunks)
+            report.added += 1
+        return False
 
 
 def _run_one(pipeline: Pipeline, query: str, depth: int) -> list[Hit]:

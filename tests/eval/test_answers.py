@@ -4,16 +4,14 @@ and the default pipeline on two real PubMedQA questions."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar
 
 import pytest
 from click.testing import CliRunner
 
 from rag.answer.builder import AnswerBuilder
 from rag.cli import main
-from rag.core.component import Component
 from rag.core.errors import ConfigError, InputPathError, PipelineError
 from rag.core.pipeline import IndexingSettings, Pipeline
 from rag.core.serialization import dump_pipeline, load_pipeline
@@ -21,7 +19,7 @@ from rag.eval.answers import answer_decision, evaluate_answers, load_pubmedqa, n
 from rag.generate.prompt import PromptBuilder
 from rag.ingest.chunkers.recursive import RecursiveChunker
 from rag.rerank.base import Reranker
-from tests.fakes import HashRetriever
+from tests.fakes import EchoGenerator, HashRetriever
 
 PUBMEDQA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "pubmedqa"
 
@@ -76,25 +74,6 @@ def write_pubmedqa(folder: Path, split: Sequence[str] = ("p3", "p1", "p2")) -> P
     return folder
 
 
-class ScriptedGenerator(Component):
-    """Replies with the first reply whose key is in the question (the last line of the prompt)."""
-
-    outputs: ClassVar[dict[str, Any]] = {"reply": str, "usage": dict[str, int], "candidates": list[dict[str, Any]]}
-
-    def __init__(self, replies: dict[str, str]) -> None:
-        self.replies = replies
-
-    def run(
-        self,
-        messages: list[dict[str, str]],
-        decoding: dict[str, Any] | None = None,
-        on_token: Callable[[str], None] | None = None,
-    ) -> dict[str, Any]:
-        question = messages[-1]["content"].rsplit("Question:", 1)[-1]
-        reply = next(text for key, text in self.replies.items() if key in question)
-        return {"reply": reply, "usage": {"prompt_tokens": 1, "completion_tokens": 1}, "candidates": []}
-
-
 class OverlapJudge(Reranker):
     """The share of the statement's words found in the passage."""
 
@@ -112,7 +91,7 @@ def scripted_pipeline() -> Pipeline:
         {
             "vec": HashRetriever(top_k=1),
             "prompt": PromptBuilder(),
-            "generator": ScriptedGenerator(REPLIES),
+            "generator": EchoGenerator(source="script", replies=REPLIES),
             "answer": AnswerBuilder(min_support=None),
         },
         connections=[
@@ -200,7 +179,7 @@ def test_cli_prints_one_json_document(tmp_path: Path, monkeypatch: pytest.Monkey
     folder = write_pubmedqa(tmp_path / "pubmedqa")
     yaml_file = tmp_path / "scripted.yaml"
     yaml_file.write_text(dump_pipeline(scripted_pipeline()))
-    allow = ["--allow", "tests.fakes.HashRetriever", "--allow", "tests.eval.test_answers.ScriptedGenerator"]
+    allow = ["--allow", "tests.fakes.HashRetriever", "--allow", "tests.fakes.EchoGenerator"]
     args = ["eval-answers", str(folder), "--pipeline", str(yaml_file), "--limit", "2", "--no-judge", *allow]
     result = CliRunner().invoke(main, [*args, "--json"])
     assert result.exit_code == 0, result.output

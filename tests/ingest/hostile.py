@@ -64,9 +64,7 @@ def build(root: Path) -> list[Entry]:
     add("root:x:0:0.md", "indexed", "emoji code name", "emoji code name")
     add("line\nbreak.md", "indexed", "newline name", "newline name")
     # bombs and limits
-    add(
-        "bomb.docx", "failed", r"times its size, over indexing\.max_expansion 100\): a decompression bomb", docx_bomb()
-    )
+    add("bomb.docx", "failed", r"times its size, over indexing\.max_expansion 100\): a decompression bomb", docx_bomb())
     add("markup-bomb.docx", "failed", "a decompression bomb", docx_bomb(markup_only=True))
     add("long.docx", "failed", r"over 1,048,576 characters", docx_paragraphs(1_200_000))
     add("pages.pdf", "failed", r"60 pages, over the limit of 50; .*indexing\.max_pages", blank_pdf(60))
