@@ -61,9 +61,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_server(index_dir: Path, pipeline: str, port: int, threads: int) -> subprocess.Popen[str]:
+def start_server(
+    index_dir: Path, pipeline: str, port: int, threads: int, index: str = "bench", ready: str = "/readyz", *extra: str
+) -> subprocess.Popen[str]:
+    """`rag serve` in a subprocess (more options in `extra`), once `ready` answers 200."""
     command = [sys.executable, "-c", "from rag.cli import main; main()", "serve", "--index-dir", str(index_dir)]
-    command += ["--index", "bench", "--pipeline", pipeline, "--port", str(port)]
+    command += ["--index", index, "--pipeline", pipeline, "--port", str(port), *extra]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     log = index_dir / "server.log"  # a file, not a pipe: a full pipe would block the server's access log
     with open(log, "w") as out:
@@ -73,7 +76,7 @@ def start_server(index_dir: Path, pipeline: str, port: int, threads: int) -> sub
         if server.poll() is not None:
             raise SystemExit(f"rag serve exited:\n{log.read_text()}")
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+            if httpx.get(f"http://127.0.0.1:{port}{ready}", timeout=1).status_code == 200:
                 return server
         except httpx.TransportError:
             pass
