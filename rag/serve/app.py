@@ -15,25 +15,30 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
+from typing import Any
 
 import anyio
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, PlainTextResponse, Response
+from pydantic import BaseModel
 
 from rag import __version__
 from rag.serve.auth import require_api_key
 from rag.serve.documents import DocumentFolder, JobQueue
 from rag.serve.documents_routes import documents_router
-from rag.serve.errors import install_error_handlers
+from rag.serve.errors import ErrorEnvelope, error_responses, install_error_handlers
 from rag.serve.index_job import IndexJobRunner
 from rag.serve.limits import BodyLimitMiddleware
 from rag.serve.metrics import CONTENT_TYPE_LATEST, Metrics, MetricsMiddleware
+from rag.serve.openai_routes import STREAM_MODELS as OPENAI_STREAM_MODELS
 from rag.serve.openai_routes import openai_router
 from rag.serve.protocol import request_models
+from rag.serve.routes import STREAM_MODELS as NATIVE_STREAM_MODELS
 from rag.serve.routes import health_router, native_router
 from rag.serve.service import RagService
 from rag.serve.settings import SETTINGS_ENV, ServerSettings, is_loopback
+from rag.serve.streaming import component_schemas
 
 __all__ = ["app_from_env", "create_app", "serve"]
 
@@ -82,16 +87,35 @@ def create_app(settings: ServerSettings) -> FastAPI:
     app.state.jobs = jobs
     install_error_handlers(app)
     auth = [Depends(require_api_key(settings.api_keys))] if settings.api_keys else []
+    refused = error_responses(401, 403) if settings.api_keys else {}
     app.include_router(health_router(service))
-    app.include_router(
-        native_router(service, request_models(service.default.pipeline, settings), metrics), dependencies=auth
-    )
-    app.include_router(openai_router(service, metrics), dependencies=auth)
-    app.include_router(documents_router(documents, jobs), dependencies=auth)
+    models = request_models(service.default.pipeline, settings)
+    app.include_router(native_router(service, models, metrics), dependencies=auth, responses=refused)
+    app.include_router(openai_router(service, metrics), dependencies=auth, responses=refused)
+    app.include_router(documents_router(documents, jobs), dependencies=auth, responses=refused)
 
-    @app.get("/metrics", dependencies=auth, tags=["health"], summary="Prometheus metrics")
+    @app.get(
+        "/metrics",
+        dependencies=auth,
+        tags=["health"],
+        summary="Prometheus metrics",
+        response_class=PlainTextResponse,
+        responses=refused,
+    )
     async def prometheus() -> Response:
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    def openapi() -> dict[str, Any]:  # FastAPI's, with the models that error answers and streamed events refer to
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = FastAPI.openapi(app)
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        extra: list[type[BaseModel]] = [ErrorEnvelope, *NATIVE_STREAM_MODELS, *OPENAI_STREAM_MODELS]
+        for name, definition in component_schemas(extra).items():
+            components.setdefault(name, definition)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     page = resources.files("rag.serve").joinpath("static/index.html").read_text(encoding="utf-8")
 

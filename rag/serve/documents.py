@@ -51,6 +51,14 @@ def safe_name(name: str) -> str:
     return base
 
 
+def _is_safe(name: str) -> bool:
+    """Whether `name` is its own `safe_name` (the only names documents have)."""
+    try:
+        return bool(name) and safe_name(name) == name
+    except ServiceError:  # no usable characters: no document has that name
+        return False
+
+
 class DocumentFolder:
     """The folder of uploaded documents inside an index folder."""
 
@@ -76,7 +84,7 @@ class DocumentFolder:
         target = self.index / "quarantine"
         for doc_id in doc_ids:
             source = self.root / doc_id
-            if safe_name(doc_id) == doc_id and source.is_file():
+            if _is_safe(doc_id) and source.is_file():
                 target.mkdir(parents=True, exist_ok=True)
                 os.replace(source, target / doc_id)
                 moved.append(doc_id)
@@ -84,7 +92,7 @@ class DocumentFolder:
 
     def path(self, doc_id: str) -> Path:
         """The file of document `doc_id`; 404 when there is none."""
-        if not doc_id or safe_name(doc_id) != doc_id or not (self.root / doc_id).is_file():
+        if not _is_safe(doc_id) or not (self.root / doc_id).is_file():
             raise ServiceError(f"no uploaded document '{doc_id}' (see GET /v1/documents)", "document_not_found")
         return self.root / doc_id
 

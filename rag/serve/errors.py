@@ -3,7 +3,8 @@
 Validation errors (422), unknown routes (404), wrong methods (405), oversized bodies (413), auth
 (401/403) and errors raised while answering all leave the server in this shape, as OpenAI's API
 does. A failure nobody foresaw is logged with its traceback and answered with a generic 500:
-stack traces never reach the client.
+stack traces never reach the client. `error_responses(...)` documents a route's error statuses in the
+OpenAPI description, each with the envelope (`ErrorEnvelope`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rag.core.errors import (
@@ -31,9 +33,11 @@ __all__ = [
     "ERROR_TYPES",
     "SERVICE_STATUS",
     "ApiError",
+    "ErrorEnvelope",
     "ServiceError",
     "envelope",
     "error_response",
+    "error_responses",
     "from_rag_error",
     "install_error_handlers",
 ]
@@ -106,6 +110,49 @@ class ApiError(Exception):
 
 def envelope(message: str, type: str, param: str | None = None, code: str | None = None) -> dict[str, Any]:
     return {"error": {"message": message, "type": type, "param": param, "code": code}}
+
+
+class ErrorDetail(BaseModel):
+    message: str = Field(description="What went wrong and what to do about it.")
+    type: str = Field(description="The kind of error: invalid_request_error, not_found_error, server_error...")
+    param: str | None = Field(description="The request field at fault, if one is.")
+    code: str | None = Field(description="A stable name of the error (model_not_found, not_ready...), if it has one.")
+
+
+class ErrorEnvelope(BaseModel):
+    """The body of every error answer, as OpenAI's API has it."""
+
+    error: ErrorDetail
+
+
+_ERROR_DESCRIPTIONS = {
+    400: "The request cannot be served as asked (`invalid_value`: settings the pipeline cannot honour)",
+    401: "No API key was sent (`missing_api_key`)",
+    403: "The API key is not valid for this server (`invalid_api_key`)",
+    404: "Not found",
+    409: "Conflict",
+    413: "The body is larger than this server accepts (`body_too_large`)",
+    422: "Invalid request; `param` names the field at fault",
+    500: "An unexpected failure; the server log has the details",
+    502: "The generator failed (`generation_failed`)",
+    503: "Not ready: models still loading (`not_ready`), no index yet (`no_index`) or an index that cannot be read "
+    "(`unavailable`)",
+}
+_WWW_AUTHENTICATE = {"WWW-Authenticate": {"description": "`Bearer`", "required": True, "schema": {"type": "string"}}}
+
+
+def error_responses(*statuses: int | tuple[int, str]) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI description (FastAPI `responses=`) of error answers: each status, or (status, description),
+    answered with the envelope as JSON, whatever the route answers otherwise (the document's components must
+    hold `ErrorEnvelope`)."""
+    content = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorEnvelope"}}}
+    responses: dict[int | str, dict[str, Any]] = {}
+    for item in statuses:
+        status, description = item if isinstance(item, tuple) else (item, _ERROR_DESCRIPTIONS[item])
+        responses[status] = {"description": description, "content": content}
+        if status == 401:
+            responses[status]["headers"] = _WWW_AUTHENTICATE
+    return responses
 
 
 def error_response(error: ApiError) -> JSONResponse:

@@ -17,26 +17,53 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from rag.core.errors import RagError
 from rag.core.types import Answer
-from rag.serve.errors import ApiError, envelope, from_rag_error
+from rag.serve.errors import ApiError, ErrorEnvelope, envelope, error_responses, from_rag_error
 from rag.serve.metrics import Metrics
 from rag.serve.openai_protocol import (
+    ChatCompletion,
+    ChatCompletionChunk,
     ChatCompletionRequest,
+    CompletionChunk,
     CompletionRequest,
+    EmbeddingList,
     EmbeddingRequest,
     GenerationRequest,
+    ModelList,
+    TextCompletion,
     last_user_message,
     openai_decoding,
 )
 from rag.serve.protocol import generator_decoding
 from rag.serve.routes import SSE_HEADERS, collect, start_stream
 from rag.serve.service import RagService, ServedPipeline
-from rag.serve.streaming import sse_event
+from rag.serve.streaming import event_stream, json_data, sse_event
 
-__all__ = ["openai_router"]
+__all__ = ["STREAM_MODELS", "openai_router"]
+
+STREAM_MODELS: list[type[BaseModel]] = [ChatCompletionChunk, CompletionChunk]
+"""Models that only streamed events use (the OpenAPI document's components must hold them)."""
+
+_NO_MODEL = (404, "No served pipeline has this name (`model_not_found`; see /v1/models)")
+_CANNOT_ANSWER = (
+    400,
+    "The pipeline cannot answer as asked: it only retrieves (`no_answer`) or cannot honour the settings "
+    "(`invalid_value`)",
+)
+_GENERATION_ERRORS = error_responses(_CANNOT_ANSWER, _NO_MODEL, 413, 422, 500, 502, 503)
+
+
+def _generation_responses(chunk: type[ChatCompletionChunk | CompletionChunk]) -> dict[int | str, dict[str, Any]]:
+    """A completion, or with stream=true its chunks (`data: {...}`), an error envelope if it fails, then `[DONE]`."""
+    data = {"anyOf": [{"const": "[DONE]"}, json_data(chunk, ErrorEnvelope)]}
+    stream = event_stream({"message": data})
+    description = "The completion, or with stream=true its chunks, the last with citations, then `[DONE]`"
+    return {200: {"description": description, "content": {"text/event-stream": stream}}, **_GENERATION_ERRORS}
+
 
 logger = logging.getLogger(__name__)
 
@@ -45,12 +72,12 @@ def openai_router(service: RagService, metrics: Metrics) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["openai"])
     settings = service.settings
 
-    @router.get("/models", summary="The served pipelines")
-    async def models() -> dict[str, Any]:
+    @router.get("/models", response_model=ModelList, summary="The served pipelines")
+    async def models() -> Response:
         data = [
             {"id": name, "object": "model", "created": service.started, "owned_by": "rag"} for name in service.served
         ]
-        return {"object": "list", "data": data}
+        return JSONResponse({"object": "list", "data": data})
 
     async def run(
         body: GenerationRequest, question: str, max_tokens: int | None, request: Request, kind: str
@@ -79,12 +106,22 @@ def openai_router(service: RagService, metrics: Metrics) -> APIRouter:
         body_out = header | {"object": obj, "choices": [choice], "usage": _usage(answer)}
         return JSONResponse(body_out | _grounding(answer))
 
-    @router.post("/chat/completions", summary="OpenAI chat completions, answered from the index")
+    @router.post(
+        "/chat/completions",
+        response_model=ChatCompletion,
+        summary="OpenAI chat completions, answered from the index",
+        responses=_generation_responses(ChatCompletionChunk),
+    )
     async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
         question = last_user_message(body.messages, settings.max_query_chars)
         return await run(body, question, body.max_completion_tokens or body.max_tokens, request, "chat")
 
-    @router.post("/completions", summary="OpenAI completions: the prompt is the question")
+    @router.post(
+        "/completions",
+        response_model=TextCompletion,
+        summary="OpenAI completions: the prompt is the question",
+        responses=_generation_responses(CompletionChunk),
+    )
     async def completions(body: CompletionRequest, request: Request) -> Response:
         prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
         if len(prompts) != 1 or not prompts[0].strip():
@@ -93,13 +130,17 @@ def openai_router(service: RagService, metrics: Metrics) -> APIRouter:
             raise ApiError(422, f"prompt is longer than {settings.max_query_chars} characters", param="prompt")
         return await run(body, prompts[0], body.max_tokens, request, "completion")
 
-    @router.post("/embeddings", summary="Embeddings from a pipeline's dense embedding model")
-    async def embeddings(body: EmbeddingRequest) -> dict[str, Any]:
+    @router.post(
+        "/embeddings",
+        response_model=EmbeddingList,
+        summary="Embeddings from a pipeline's dense embedding model",
+        responses=error_responses(
+            (400, "The pipeline has no dense embedding model (`no_embedder`)"), _NO_MODEL, 413, 422, 500, 503
+        ),
+    )
+    async def embeddings(body: EmbeddingRequest) -> Response:
         served = service.get(body.model)
-        given = [body.input] if isinstance(body.input, str) else body.input
-        texts = [t for t in given if isinstance(t, str)] if isinstance(given, list) else []
-        if not texts or len(texts) != len(given):
-            raise ApiError(422, "input must be a string or a non-empty list of strings (not tokens)", param="input")
+        texts = [body.input] if isinstance(body.input, str) else list(body.input)
         if len(texts) > settings.max_embedding_inputs:
             raise ApiError(422, f"at most {settings.max_embedding_inputs} inputs per request", param="input")
         if any(len(t) > settings.max_query_chars * 4 for t in texts):
@@ -115,12 +156,8 @@ def openai_router(service: RagService, metrics: Metrics) -> APIRouter:
             )
             data.append({"object": "embedding", "index": i, "embedding": value})
         tokens = sum(len(t.split()) for t in texts)
-        return {
-            "object": "list",
-            "data": data,
-            "model": served.name,
-            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-        }
+        usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+        return JSONResponse({"object": "list", "data": data, "model": served.name, "usage": usage})
 
     return router
 

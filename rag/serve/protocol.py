@@ -15,12 +15,13 @@ import logging
 import typing
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, create_model
+from pydantic_core import PydanticCustomError
 
 from rag.core.errors import ConfigError
 from rag.core.pipeline import Pipeline
 from rag.core.types import Answer, Hit
-from rag.generate.decoding import ENGINE_OPTIONS, STRATEGIES, DecodingConfig
+from rag.generate.decoding import ENGINE_OPTIONS, MAX_LOGPROBS, STRATEGIES, DecodingConfig
 from rag.serve.errors import ApiError
 from rag.serve.settings import ServerSettings
 
@@ -28,9 +29,13 @@ __all__ = [
     "ANSWER_FIELDS",
     "AnswerResponse",
     "CitationModel",
+    "HealthResponse",
     "HitModel",
     "QueryResponse",
+    "ReadyResponse",
     "RequestModels",
+    "RetractEvent",
+    "TokenEvent",
     "answer_body",
     "decoding_overrides",
     "hits_body",
@@ -105,6 +110,30 @@ class AnswerResponse(BaseModel):
     usage: dict[str, int]
 
 
+class TokenEvent(BaseModel):
+    """A piece of the answer's text as it is generated (the `token` event of a streamed answer)."""
+
+    text: str
+
+
+class RetractEvent(BaseModel):
+    """A streamed sentence the support check took back (the `retract` event of a streamed answer)."""
+
+    text: str
+    start: int
+    end: int
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok"]
+
+
+class ReadyResponse(BaseModel):
+    status: Literal["ready"]
+    index: str = Field(description="The index generation being served.")
+    pipelines: list[str] = Field(description="The served pipelines (the OpenAI `model` names).")
+
+
 @dataclasses.dataclass(frozen=True)
 class RequestModels:
     """The request models for one pipeline, and what they let a request set."""
@@ -152,7 +181,11 @@ def generator_decoding(pipeline: Pipeline) -> dict[str, Any]:
 def request_models(pipeline: Pipeline, settings: ServerSettings) -> RequestModels:
     """Build the request models for `pipeline` under the server's limits."""
     top_k = "top_k" in pipeline.inputs
-    text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=settings.max_query_chars)]
+    text = Annotated[
+        str,
+        StringConstraints(strip_whitespace=True, min_length=1, max_length=settings.max_query_chars),
+        AfterValidator(_not_blank),
+    ]
     query_fields: dict[str, Any] = {"query": (text, Field(description="The search text (not empty)."))}
     if top_k:
         query_fields["top_k"] = _top_k_field(pipeline, settings, "hits")
@@ -179,11 +212,23 @@ def request_models(pipeline: Pipeline, settings: ServerSettings) -> RequestModel
         for name, field in _decoding_fields(settings).items():
             answer_fields[name] = field
             decoding.append(name)
+        bounds = _decoding_bounds(settings)
         for old, new in DEPRECATED_FIELDS.items():
             kind = answer_fields[new][0]
-            answer_fields[old] = (kind, Field(None, deprecated=f"use {new}", description=f"Old name of {new}."))
+            answer_fields[old] = (
+                kind,
+                Field(None, deprecated=f"use {new}", description=f"Old name of {new}.", **bounds.get(new, {})),
+            )
     answer = create_model("AnswerRequest", __config__=strict, **answer_fields)
     return RequestModels(query, answer, top_k, tuple(decoding), generator_decoding(pipeline))
+
+
+def _not_blank(text: str) -> str:
+    """Refuse what Python takes for blanks (str.strip(), as the pipeline does), which the stripping above keeps
+    (control characters such as U+001C)."""
+    if not text.strip():
+        raise PydanticCustomError("string_too_short", "String should have at least 1 character", {"min_length": 1})
+    return text
 
 
 def decoding_overrides(body: BaseModel, models: RequestModels) -> dict[str, Any]:
@@ -220,16 +265,9 @@ def _top_k_field(pipeline: Pipeline, settings: ServerSettings, what: str) -> tup
 
 
 def _decoding_fields(settings: ServerSettings) -> dict[str, tuple[Any, Any]]:
-    """One optional request field per decoding option, with the server's bounds where they matter."""
-    bounds: dict[str, dict[str, Any]] = {
-        "max_tokens": {"ge": 1, "le": settings.max_tokens},
-        "min_tokens": {"ge": 0, "le": settings.max_tokens},
-        "n": {"ge": 1, "le": settings.max_candidates},
-        "best_of": {"ge": 1, "le": settings.max_candidates},
-        "num_beams": {"ge": 1, "le": settings.max_candidates},
-        "logprobs": {"ge": 0, "le": 20},
-        "stop": {"max_length": 8},
-    }
+    """One optional request field per decoding option, with the bounds `DecodingConfig` and the server hold it to
+    (what depends on other options, such as which strategy an option belongs to, is checked by `check_decoding`)."""
+    bounds = _decoding_bounds(settings)
     hints = typing.get_type_hints(DecodingConfig)
     fields: dict[str, tuple[Any, Any]] = {}
     for f in dataclasses.fields(DecodingConfig):
@@ -237,7 +275,7 @@ def _decoding_fields(settings: ServerSettings) -> dict[str, tuple[Any, Any]]:
             continue
         kind = hints[f.name]
         if typing.get_origin(kind) is tuple:
-            kind = list[str]
+            kind = list[Annotated[str, StringConstraints(min_length=1)]]
         elif f.name == "strategy":
             kind = Literal[STRATEGIES]
         args = [a for a in typing.get_args(kind) if a is not type(None)]
@@ -247,3 +285,24 @@ def _decoding_fields(settings: ServerSettings) -> dict[str, tuple[Any, Any]]:
         description = f"Decoding option (see DecodingConfig); left out: the pipeline's setting (default {default!r})."
         fields[f.name] = (kind | None, Field(None, description=description, **bounds.get(f.name, {})))
     return fields
+
+
+def _decoding_bounds(settings: ServerSettings) -> dict[str, dict[str, Any]]:
+    """The bounds of each decoding option's value, as `DecodingConfig` checks them, and the server's limits."""
+    return {
+        "max_tokens": {"ge": 1, "le": settings.max_tokens},
+        "min_tokens": {"ge": 0, "le": settings.max_tokens},
+        "temperature": {"ge": 0, "le": 2},
+        "sample_top_k": {"ge": 0},
+        "top_p": {"gt": 0, "le": 1},
+        "min_p": {"ge": 0, "le": 1},
+        "repetition_penalty": {"gt": 0},
+        "presence_penalty": {"ge": -2, "le": 2},
+        "frequency_penalty": {"ge": -2, "le": 2},
+        "seed": {"ge": 0},
+        "n": {"ge": 1, "le": settings.max_candidates},
+        "best_of": {"ge": 2, "le": settings.max_candidates},
+        "num_beams": {"ge": 1, "le": settings.max_candidates},
+        "logprobs": {"ge": 0, "le": MAX_LOGPROBS},
+        "stop": {"max_length": 8},
+    }

@@ -11,38 +11,46 @@ from typing import Any, cast
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from rag.core.errors import RagError
 from rag.core.types import Answer
-from rag.serve.errors import ApiError, envelope, error_response, from_rag_error
+from rag.serve.errors import ApiError, ErrorEnvelope, envelope, error_response, error_responses, from_rag_error
 from rag.serve.metrics import Metrics
 from rag.serve.protocol import (
     AnswerResponse,
+    HealthResponse,
     QueryResponse,
+    ReadyResponse,
     RequestModels,
+    RetractEvent,
+    TokenEvent,
     answer_body,
     decoding_overrides,
     hits_body,
 )
 from rag.serve.service import RagService, ServedPipeline
-from rag.serve.streaming import Generation, generate, sse_event
+from rag.serve.streaming import Generation, event_stream, generate, json_data, sse_event
 
-__all__ = ["SSE_HEADERS", "collect", "health_router", "native_router", "start_stream"]
+__all__ = ["SSE_HEADERS", "STREAM_MODELS", "collect", "health_router", "native_router", "start_stream"]
 
 logger = logging.getLogger(__name__)
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 """Headers of streamed answers; X-Accel-Buffering keeps nginx from buffering the stream."""
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"description": "Invalid request (envelope)"},
-    401: {"description": "Missing API key (envelope)"},
-    403: {"description": "Wrong API key (envelope)"},
-    413: {"description": "Body too large (envelope)"},
-    422: {"description": "Validation error (envelope)"},
-    503: {"description": "Not ready or no index (envelope)"},
-}
+STREAM_MODELS: list[type[BaseModel]] = [TokenEvent, RetractEvent]
+"""Models that only streamed events use (the OpenAPI document's components must hold them)."""
+
+_ANSWER_EVENTS = event_stream(
+    {
+        "token": json_data(TokenEvent),
+        "retract": json_data(RetractEvent),
+        "answer": json_data(AnswerResponse),
+        "error": json_data(ErrorEnvelope),
+    }
+)
 
 
 async def start_stream(call: Generation) -> tuple[str | Answer, AsyncGenerator[str | Answer, None]]:
@@ -72,11 +80,16 @@ async def collect(call: Generation, request: Request) -> Answer:
 
 def native_router(service: RagService, models: RequestModels, metrics: Metrics) -> APIRouter:
     """Routes for the default pipeline, with request models derived from it."""
-    router = APIRouter(prefix="/v1", tags=["native"], responses=_ERRORS)
+    router = APIRouter(prefix="/v1", tags=["native"])
     QueryRequest = models.query
     served = service.default
 
-    @router.post("/query", response_model=QueryResponse, summary="Retrieval hits for a query")
+    @router.post(
+        "/query",
+        response_model=QueryResponse,
+        summary="Retrieval hits for a query",
+        responses=error_responses(400, 413, 422, 500, 503),
+    )
     async def query(body: QueryRequest) -> Response:  # type: ignore[valid-type]
         request = cast(Any, body)  # a model built from the pipeline: its fields are known at run time
         hits = await run_in_threadpool(service.query, served, request.query, getattr(body, "top_k", None))
@@ -89,7 +102,14 @@ def native_router(service: RagService, models: RequestModels, metrics: Metrics) 
             "/answer",
             response_model=AnswerResponse,
             summary="An answer with citations (streamed as Server-Sent Events with stream=true)",
-            responses={200: {"content": {"text/event-stream": {}}}},
+            responses={
+                200: {
+                    "description": "The answer, or with stream=true its events: `token`s, a `retract` for each "
+                    "sentence the support check took back, then `answer` (or one `error`)",
+                    "content": {"text/event-stream": _ANSWER_EVENTS},
+                },
+                **error_responses(400, 413, 422, 500, 502, 503),
+            },
         )
         async def answer(body: AnswerRequest, request: Request) -> Response:  # type: ignore[valid-type]
             decoding = decoding_overrides(body, models)
@@ -143,11 +163,22 @@ def health_router(service: RagService) -> APIRouter:
     """Liveness and readiness; never behind API keys."""
     router = APIRouter(tags=["health"])
 
-    @router.get("/healthz", summary="Liveness: the process answers")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    @router.get("/healthz", response_model=HealthResponse, summary="Liveness: the process answers")
+    async def healthz() -> Response:
+        return JSONResponse({"status": "ok"})
 
-    @router.get("/readyz", summary="Readiness: models loaded and an index being served")
+    @router.get(
+        "/readyz",
+        response_model=ReadyResponse,
+        summary="Readiness: models loaded and an index being served",
+        responses=error_responses(
+            (
+                503,
+                "Not ready: models still loading (`not_ready`), no index yet (`no_index`) or an index that cannot "
+                "be loaded (`index_unusable`)",
+            )
+        ),
+    )
     async def readyz() -> Response:
         if not service.ready:
             return error_response(ApiError(503, "loading models", code="not_ready"))

@@ -1,8 +1,11 @@
-"""Pipelines around the shared fake generator (`tests.fakes.EchoGenerator`), and a generator that breaks."""
+"""Pipelines around the shared fake generator (`tests.fakes.EchoGenerator`), a generator that breaks, and a
+stand-in embedding model."""
 
 from __future__ import annotations
 
 from typing import Any
+
+import numpy as np
 
 from rag.answer.builder import AnswerBuilder
 from rag.core.component import Component
@@ -24,6 +27,16 @@ class FailingGenerator(EchoGenerator):
             if on_token is not None:
                 on_token("word ")
         raise RuntimeError("secret internal detail /etc/passwd")
+
+
+class FakeEmbedder:
+    """Stands in for a DenseRetriever's sentence-transformers model (the real one is in the integration test)."""
+
+    def encode_documents(self, texts: list[str]) -> np.ndarray:
+        return np.array([[len(t), t.count(" "), 1.0] for t in texts], dtype=np.float32)
+
+    def encode_queries(self, texts: list[str]) -> np.ndarray:
+        return -self.encode_documents(texts)
 
 
 def chunker() -> RecursiveChunker:

@@ -73,6 +73,7 @@ def test_upload_then_query_then_delete(tmp_path: Path) -> None:
         assert "otters.md" not in paths(client, "sea otters eat urchins")
         assert_envelope(client.delete("/v1/documents/otters.md"), 404)
         assert_envelope(client.delete("/v1/documents/..%2F..%2Fmanifest.json"), 404)
+        assert_envelope(client.delete("/v1/documents/%C2%B0"), 404)  # a name no upload can have
         assert_envelope(client.get("/v1/jobs/not-a-job"), 404)
         assert_envelope(client.post("/v1/documents", data={"text": "  "}), 422, "text")
         assert_envelope(client.post("/v1/documents", data={}), 422, "files")

@@ -70,6 +70,7 @@ def test_limits_and_bad_input_are_422_envelopes(client: httpx.Client) -> None:
     assert_envelope(client.post("/v1/query", json={"top_k": 2}), 422, "query")
     assert_envelope(client.post("/v1/query", json={"query": ""}), 422, "query")
     assert_envelope(client.post("/v1/query", json={"query": " \n\t "}), 422, "query")
+    assert_envelope(client.post("/v1/query", json={"query": "\x1c"}), 422, "query")  # blank to str.strip() only
     assert_envelope(client.post("/v1/answer", json={"question": "   "}), 422, "question")
     assert_envelope(client.post("/v1/query", json={"query": "x", "pipeline": "evil.yaml"}), 422, "pipeline")
     assert_envelope(client.post("/v1/answer", json={"question": "x", "max_tokens": 65}), 422, "max_tokens")

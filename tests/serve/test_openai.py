@@ -12,20 +12,10 @@ import openai
 import pytest
 
 from rag.core.pipeline import Pipeline
-from tests.serve.fakes import EchoGenerator, answer_pipeline, retrieval_pipeline
+from tests.serve.fakes import EchoGenerator, FakeEmbedder, answer_pipeline, retrieval_pipeline
 from tests.serve.helpers import assert_envelope, running
 
 pytest.importorskip("openai")
-
-
-class FakeEmbedder:
-    """Stands in for a DenseRetriever's sentence-transformers model (the real one is in the integration test)."""
-
-    def encode_documents(self, texts: list[str]) -> np.ndarray:
-        return np.array([[len(t), t.count(" "), 1.0] for t in texts], dtype=np.float32)
-
-    def encode_queries(self, texts: list[str]) -> np.ndarray:
-        return -self.encode_documents(texts)
 
 
 @pytest.fixture(scope="module")
