@@ -15,7 +15,7 @@ import click
 
 from rag.cli.answers import calibrate_answers_cmd, eval_answers_cmd
 from rag.cli.ask import ask_cmd
-from rag.cli.evaluate import eval_cmd, train_group
+from rag.cli.evaluate import eval_cmd, train_group, tune_cmd
 from rag.cli.index import check_cmd, index_cmd, query_cmd
 from rag.cli.pipelines import pipeline_group, pipelines_cmd
 from rag.cli.serve import serve_cmd
@@ -40,6 +40,7 @@ for command in (
     query_cmd,
     ask_cmd,
     eval_cmd,
+    tune_cmd,
     eval_answers_cmd,
     calibrate_answers_cmd,
     train_group,

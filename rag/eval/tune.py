@@ -1,0 +1,238 @@
+"""`rag tune`: learn a hybrid pipeline's fusion settings from judged queries, with cross-validation.
+
+The legs (the retrievers feeding the fusion) run once per query, as deep as any candidate needs; every candidate
+fusion (reciprocal rank with several `k`, score fusion with each normalisation; leg weights on a grid; per-leg
+depth) is then the pipeline's own fusion component run on those lists, so what is scored is what will run.
+The estimate is honest: the queries are split into folds, the best candidate on the other folds is scored on each
+held-out fold, and only those held-out scores are reported (with a bootstrap 95% interval of the gain over the
+pipeline as it is). The settings written out are the best on all the queries. `synthetic` judgements (a sentence
+of a document as the query, that document as the answer) stand in for labels when a collection has none.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from rag.core.component import Component
+from rag.core.errors import ConfigError, PipelineError
+from rag.core.pipeline import Pipeline
+from rag.core.types import Hit
+from rag.eval.beir import BeirDataset
+from rag.eval.metrics import evaluate_run, mean
+from rag.eval.runner import load_corpus_index
+from rag.fuse.rrf import ReciprocalRankFusion
+from rag.fuse.score import ScoreFusion
+from rag.indexer import retrievers
+
+__all__ = ["MIN_QUERIES", "Candidate", "TuneReport", "fusion_of", "synthetic_dataset", "tune_fusion"]
+
+MIN_QUERIES = 20
+"""Fewer judged queries than this give an estimate too noisy to tune on (refused unless forced)."""
+DEPTH = 100
+"""How deep the legs run; candidates cut their lists to their own `list_top_k`."""
+_RRF_K = (10, 30, 60, 100)
+_METHODS = ("minmax", "zscore", "dbsf")
+_LIST_DEPTHS = (None, 50, 20)
+_BOOTSTRAP = 2000
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One fusion setting: the component type and its settings (without `top_k`)."""
+
+    type: str
+    settings: dict[str, Any]
+
+    def build(self, top_k: int) -> Component:
+        kind = ReciprocalRankFusion if self.type == "ReciprocalRankFusion" else ScoreFusion
+        return kind(**self.settings, top_k=top_k)
+
+    def label(self) -> str:
+        shown = {k: v for k, v in self.settings.items() if v is not None}
+        return f"{self.type}({', '.join(f'{k}={v}' for k, v in shown.items())})"
+
+
+@dataclass
+class TuneReport:
+    """What `tune_fusion` tried and chose; the scores are nDCG@10."""
+
+    fusion: str
+    """The name of the tuned component in the pipeline."""
+    queries: int
+    folds: int
+    baseline: Candidate
+    chosen: Candidate
+    tried: list[tuple[Candidate, float]]
+    """Every candidate with its mean over all the queries, best first."""
+    held_out: dict[str, float]
+    """Cross-validated: `tuned` (each fold scored with the candidate best on the others), `baseline`."""
+    gain_interval: tuple[float, float]
+    """Bootstrap 95% interval of the held-out gain (tuned - baseline)."""
+    folds_chose: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "fusion": self.fusion,
+            "queries": self.queries,
+            "folds": self.folds,
+            "baseline": self.baseline.label(),
+            "chosen": self.chosen.label(),
+            "held_out": self.held_out,
+            "gain": self.held_out["tuned"] - self.held_out["baseline"],
+            "gain_interval_95": list(self.gain_interval),
+            "folds_chose": self.folds_chose,
+            "tried": [{"candidate": c.label(), "ndcg@10": score} for c, score in self.tried],
+        }
+
+
+def fusion_of(pipeline: Pipeline) -> tuple[str, list[str]]:
+    """The fusion component of a hybrid pipeline and its legs (the retrievers feeding it, in connection order)."""
+    legs = set(retrievers(pipeline))
+    for name, component in pipeline.components.items():
+        feeding = [c.sender for c in pipeline.connections if c.receiver == name and c.sender in legs]
+        if len(feeding) >= 2 and isinstance(component, ReciprocalRankFusion | ScoreFusion):
+            return name, feeding
+    raise PipelineError(
+        f"pipeline '{pipeline.name}' has no fusion of two or more retrievers, so there is nothing to tune; "
+        "tune a hybrid pipeline (hybrid, hybrid-splade, default)"
+    )
+
+
+def tune_fusion(
+    dataset: BeirDataset, pipeline: Pipeline, *, folds: int = 5, seed: int = 0, force: bool = False
+) -> TuneReport:
+    """Tune `pipeline`'s fusion on `dataset`'s judged queries (see the module docstring)."""
+    if len(dataset.queries) < MIN_QUERIES and not force:
+        raise ConfigError(
+            f"{dataset.name} ({dataset.split}) has {len(dataset.queries)} judged queries, fewer than {MIN_QUERIES}: "
+            "the estimate would be unreliable; judge more queries, or pass --force"
+        )
+    if not 2 <= folds <= len(dataset.queries):
+        raise ConfigError(f"folds must be between 2 and the number of queries ({len(dataset.queries)}), got {folds}")
+    name, legs = fusion_of(pipeline)
+    lists = leg_lists(dataset, pipeline, legs)
+    baseline = _candidate(pipeline.components[name])
+    candidates = {c.label(): c for c in [baseline, *grid(len(legs))]}  # the baseline first: it wins ties
+    per_query = {label: _scores(c, lists, dataset) for label, c in candidates.items()}
+    qids = list(dataset.queries)
+    order = random.Random(seed).sample(qids, len(qids))
+    fold_of = {qid: i % folds for i, qid in enumerate(order)}
+    tuned: dict[str, float] = {}
+    chose = []
+    for fold in range(folds):
+        train = [q for q in qids if fold_of[q] != fold]
+        best = max(per_query, key=lambda label: float(np.mean([per_query[label][q] for q in train])))
+        chose.append(best)
+        tuned |= {q: per_query[best][q] for q in qids if fold_of[q] == fold}
+    gains = np.array([tuned[q] - per_query[baseline.label()][q] for q in qids])
+    means = {label: mean(scores) for label, scores in per_query.items()}
+    tried = sorted(((candidates[label], score) for label, score in means.items()), key=lambda item: -item[1])
+    return TuneReport(
+        fusion=name,
+        queries=len(qids),
+        folds=folds,
+        baseline=baseline,
+        chosen=tried[0][0],
+        tried=tried,
+        held_out={"tuned": mean(tuned), "baseline": means[baseline.label()]},
+        gain_interval=bootstrap_interval(gains, seed),
+        folds_chose=chose,
+    )
+
+
+def compare_on(dataset: BeirDataset, pipeline: Pipeline, chosen: Candidate) -> dict[str, Any]:
+    """The pipeline's fusion as it is against `chosen` on other queries (a test split): nDCG@10 of each and the
+    bootstrap 95% interval of the gain."""
+    name, legs = fusion_of(pipeline)
+    lists = leg_lists(dataset, pipeline, legs)
+    before = _scores(_candidate(pipeline.components[name]), lists, dataset)
+    after = _scores(chosen, lists, dataset)
+    gains = np.array([after[q] - before[q] for q in dataset.queries])
+    return {
+        "split": dataset.split,
+        "queries": len(dataset.queries),
+        "baseline": mean(before),
+        "tuned": mean(after),
+        "gain_interval_95": list(bootstrap_interval(gains, 0)),
+    }
+
+
+def with_fusion(pipeline: Pipeline, chosen: Candidate) -> dict[str, Any]:
+    """The pipeline as plain data (for YAML) with its fusion replaced by `chosen`, its own `top_k` kept."""
+    name, _ = fusion_of(pipeline)
+    data = pipeline.to_dict()
+    top_k = pipeline.components[name].settings.get("top_k")
+    data["components"][name] = {"type": chosen.type, "init": {**chosen.settings, "top_k": top_k}}
+    return data
+
+
+def leg_lists(dataset: BeirDataset, pipeline: Pipeline, legs: Sequence[str]) -> dict[str, list[list[Hit]]]:
+    """Query id -> each leg's hits (`DEPTH` deep), in `legs` order; the indexes come from `rag eval`'s cache."""
+    load_corpus_index(dataset, pipeline)
+    qids, texts = list(dataset.queries), list(dataset.queries.values())
+    ranked = []
+    for leg in legs:
+        retriever = pipeline.components[leg]
+        retriever.warm_up()
+        ranked.append(retriever.run_batch(texts, DEPTH))  # type: ignore[attr-defined]
+    return {qid: [hits[i] for hits in ranked] for i, qid in enumerate(qids)}
+
+
+def grid(legs: int) -> list[Candidate]:
+    """Reciprocal rank fusion (each `k`) and score fusion (each normalisation), each with every leg weighting on
+    a grid (steps of 0.1 for two legs, 0.25 for more) and every per-leg depth."""
+    step = 10 if legs == 2 else 4
+    weightings = [
+        [round(w / step, 2) for w in combo]
+        for combo in itertools.product(range(step + 1), repeat=legs)
+        if sum(combo) == step and all(w > 0 for w in combo)
+    ]
+    candidates = []
+    for weights, depth in itertools.product(weightings, _LIST_DEPTHS):
+        equal = len(set(weights)) == 1
+        settings: dict[str, Any] = {"weights": None if equal else weights, "list_top_k": depth}
+        candidates += [Candidate("ReciprocalRankFusion", {"k": k, **settings}) for k in _RRF_K]
+        candidates += [Candidate("ScoreFusion", {"method": m, **settings}) for m in _METHODS]
+    return candidates
+
+
+def bootstrap_interval(values: np.ndarray, seed: int) -> tuple[float, float]:
+    """The 95% bootstrap interval of the mean of `values` (resampling queries)."""
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, len(values), size=(_BOOTSTRAP, len(values)))].mean(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def synthetic_dataset(dataset: BeirDataset, count: int = 200, seed: int = 0) -> BeirDataset:
+    """Judgements made from the corpus itself: a sentence of a sampled document (of at least six words) as the
+    query, that document as its one relevant answer."""
+    rng = random.Random(seed)
+    queries, qrels = {}, {}
+    for doc_id in rng.sample(sorted(dataset.corpus), min(count, len(dataset.corpus))):
+        sentences = [s for s in re.split(r"(?<=[.!?])\s+", dataset.corpus[doc_id][1]) if len(s.split()) >= 6]
+        if sentences:
+            queries[f"synthetic-{doc_id}"] = rng.choice(sentences)
+            qrels[f"synthetic-{doc_id}"] = {doc_id: 1}
+    return BeirDataset(dataset.name, "synthetic", dataset.corpus, queries, qrels, dataset.corpus_sha256)
+
+
+def _candidate(component: Component) -> Candidate:
+    settings = {k: v for k, v in component.settings.items() if k != "top_k"}
+    return Candidate(type(component).__name__, settings)
+
+
+def _scores(candidate: Candidate, lists: dict[str, list[list[Hit]]], dataset: BeirDataset) -> dict[str, float]:
+    """nDCG@10 per query of `candidate` fusing the legs' lists (documents ranked by their best chunk)."""
+    fusion = candidate.build(top_k=DEPTH)
+    run = {}
+    for qid, legs in lists.items():
+        run[qid] = list(dict.fromkeys(hit.chunk.path for hit in fusion.run(hits=legs)["hits"]))
+    return evaluate_run(run, dataset.qrels)["ndcg@10"]
