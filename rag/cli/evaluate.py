@@ -172,6 +172,8 @@ def tune_cmd(
         f"held out ({report.folds} folds): tuned {data['held_out']['tuned']:.4f} against the pipeline's "
         f"{data['held_out']['baseline']:.4f}, gain {data['gain']:+.4f} (95% interval {low:+.4f} to {high:+.4f})"
     )
+    if report.chosen == report.baseline:
+        click.echo("kept the pipeline's own fusion: the held-out gain's interval does not exclude zero")
     if "report" in data:
         other = data["report"]
         low, high = other["gain_interval_95"]

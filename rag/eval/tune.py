@@ -5,7 +5,8 @@ fusion (reciprocal rank with several `k`, score fusion with each normalisation; 
 depth) is then the pipeline's own fusion component run on those lists, so what is scored is what will run.
 The estimate is honest: the queries are split into folds, the best candidate on the other folds is scored on each
 held-out fold, and only those held-out scores are reported (with a bootstrap 95% interval of the gain over the
-pipeline as it is). The settings written out are the best on all the queries. `synthetic` judgements (a sentence
+pipeline as it is). The settings chosen are the best on all the queries when that interval is above zero, and the
+pipeline's own otherwise (a gain that may be noise changes nothing). `synthetic` judgements (a sentence
 of a document as the query, that document as the answer) stand in for labels when a collection has none.
 """
 
@@ -69,6 +70,7 @@ class TuneReport:
     folds: int
     baseline: Candidate
     chosen: Candidate
+    """The best candidate on all the queries when the held-out gain's interval is above zero, else `baseline`."""
     tried: list[tuple[Candidate, float]]
     """Every candidate with its mean over all the queries, best first."""
     held_out: dict[str, float]
@@ -134,15 +136,16 @@ def tune_fusion(
     gains = np.array([tuned[q] - per_query[baseline.label()][q] for q in qids])
     means = {label: mean(scores) for label, scores in per_query.items()}
     tried = sorted(((candidates[label], score) for label, score in means.items()), key=lambda item: -item[1])
+    interval = bootstrap_interval(gains, seed)
     return TuneReport(
         fusion=name,
         queries=len(qids),
         folds=folds,
         baseline=baseline,
-        chosen=tried[0][0],
+        chosen=tried[0][0] if interval[0] > 0 else baseline,  # a gain that may be noise changes nothing
         tried=tried,
         held_out={"tuned": mean(tuned), "baseline": means[baseline.label()]},
-        gain_interval=bootstrap_interval(gains, seed),
+        gain_interval=interval,
         folds_chose=chose,
     )
 
@@ -211,15 +214,18 @@ def bootstrap_interval(values: np.ndarray, seed: int) -> tuple[float, float]:
     return float(low), float(high)
 
 
-def synthetic_dataset(dataset: BeirDataset, count: int = 200, seed: int = 0) -> BeirDataset:
-    """Judgements made from the corpus itself: a sentence of a sampled document (of at least six words) as the
-    query, that document as its one relevant answer."""
+def synthetic_dataset(dataset: BeirDataset, count: int = 400, seed: int = 0) -> BeirDataset:
+    """Judgements made from the corpus itself: the title of a sampled document as the query (a sentence of six
+    words or more from it when it has no title), that document as its one relevant answer. Titles share fewer
+    words with their document than its own sentences do, so they favour lexical legs less (see docs/fusion.md)."""
     rng = random.Random(seed)
     queries, qrels = {}, {}
     for doc_id in rng.sample(sorted(dataset.corpus), min(count, len(dataset.corpus))):
-        sentences = [s for s in re.split(r"(?<=[.!?])\s+", dataset.corpus[doc_id][1]) if len(s.split()) >= 6]
-        if sentences:
-            queries[f"synthetic-{doc_id}"] = rng.choice(sentences)
+        title, text = dataset.corpus[doc_id]
+        sentences = [s for s in re.split(r"(?<=[.!?])\s+", text) if len(s.split()) >= 6]
+        query = title.strip() or (rng.choice(sentences) if sentences else "")
+        if query:
+            queries[f"synthetic-{doc_id}"] = query
             qrels[f"synthetic-{doc_id}"] = {doc_id: 1}
     return BeirDataset(dataset.name, "synthetic", dataset.corpus, queries, qrels, dataset.corpus_sha256)
 
