@@ -10,6 +10,7 @@ from typing import Any
 
 from rag.check import CheckReport, check_index
 from rag.core.errors import ConfigError, IndexNotFoundError, PipelineError
+from rag.core.filters import Filter, parse_filter
 from rag.core.pipeline import Pipeline
 from rag.core.serialization import load_pipeline, pipeline_from_dict
 from rag.core.streaming import stream_call
@@ -31,6 +32,8 @@ from rag.store.index_folder import IndexFolder
 __all__ = ["DEFAULT_PIPELINE", "RAG"]
 
 DEFAULT_PIPELINE = "default"
+FilterLike = Filter | str | Mapping[str, Any]
+"""A filter, its string form or its JSON form (see `rag.core.filters`)."""
 _RECEIVERS = {"answer_mode": "prompt"}
 """The component that takes a per-question input other than the generator's."""
 
@@ -61,6 +64,7 @@ class RAG:
         self._pipeline = pipeline if isinstance(pipeline, Pipeline) else None
         self._pipeline_ref = None if isinstance(pipeline, Pipeline) else pipeline
         self._loaded_generation: Path | None = None
+        self._store: ChunkStore | None = None
 
     @property
     def pipeline(self) -> Pipeline:
@@ -106,11 +110,22 @@ class RAG:
         `repair`, rebuild or re-index from its folder as needed and check again (see `rag.check`)."""
         return check_index(self.folder.root, allowed=self._allowed, repair=repair, wait=wait)
 
-    def query(self, query: str, top_k: int | None = None) -> list[Hit]:
-        """The pipeline's retrieval hits for `query` (an empty or whitespace query is a ConfigError)."""
+    def query(
+        self,
+        query: str,
+        top_k: int | None = None,
+        filters: FilterLike | None = None,
+        allow_unknown_fields: bool = False,
+    ) -> list[Hit]:
+        """The pipeline's retrieval hits for `query` (an empty or whitespace query is a ConfigError).
+
+        `filters` (a `Filter`, its string form or its JSON form; see `rag.core.filters`) keeps only the chunks that
+        pass, inside every retriever, so `top_k` hits come back whenever that many chunks pass. A filter on a field
+        no chunk has is a ConfigError listing the known fields, unless `allow_unknown_fields`.
+        """
         if not isinstance(query, str) or not query.strip():
             raise ConfigError(f"the query is empty ({query!r}); search for words")
-        return self._run(query, top_k, "hits")
+        return self._run(query, top_k, "hits", self._filtered(filters, allow_unknown_fields))
 
     def ask(
         self,
@@ -119,8 +134,11 @@ class RAG:
         decoding: Mapping[str, Any] | None = None,
         on_token: Callable[[str], None] | None = None,
         answer_mode: str | None = None,
+        filters: FilterLike | None = None,
     ) -> Answer:
         """An answer from the retrieved passages, with citations, or an abstention when they do not answer it.
+
+        `filters` limits the passages as in `query`: the answer, its citations and its abstention see only them.
 
         `answer_mode` ("extractive", "grounded" or "generate"; None: the pipeline's) overrides the pipeline's
         answer mode for this question (docs/answers.md). `decoding` overrides the generator's decoding options
@@ -129,7 +147,7 @@ class RAG:
         """
         if not isinstance(question, str) or not question.strip():
             raise ConfigError(f"the question is empty ({question!r}); ask a question in words")
-        extra: dict[str, Any] = {}
+        extra: dict[str, Any] = self._filtered(filters, False)
         if answer_mode is not None:
             self.pipeline.answer_modes(answer_mode)
             extra["answer_mode"] = answer_mode
@@ -155,6 +173,7 @@ class RAG:
         top_k: int | None = None,
         decoding: Mapping[str, Any] | None = None,
         answer_mode: str | None = None,
+        filters: FilterLike | None = None,
     ) -> Iterator[str | Answer]:
         """The answer's text pieces as they are generated, then the final `Answer` as the last item.
 
@@ -163,11 +182,28 @@ class RAG:
         """
 
         def call(on_token: Callable[[str], None]) -> Answer:
-            return self.ask(question, top_k, decoding, on_token, answer_mode)
+            return self.ask(question, top_k, decoding, on_token, answer_mode, filters)
 
         with contextlib.closing(stream_call(call, "rag-ask-stream")) as items:
             for _, value in items:
                 yield value
+
+    def _filtered(self, filters: FilterLike | None, allow_unknown: bool) -> dict[str, Any]:
+        """The `filters` input of a run (it reaches every retriever, see `Pipeline.run`): the filter parsed and
+        checked against the live index's fields, after checking that every retriever applies filters exactly."""
+        if filters is None:
+            return {}
+        flt = filters if isinstance(filters, Filter) else parse_filter(filters) if isinstance(filters, str) else None
+        flt = flt or Filter.from_dict(filters)
+        for name, retriever in retrievers(self.pipeline).items():
+            if not retriever.filterable:
+                raise PipelineError(
+                    f"retriever '{name}' ({type(retriever).__name__}) cannot apply filters exactly yet; filter with a "
+                    "pipeline of BM25, SPLADE or dense (float, int8, binary) retrievers"
+                )
+        self._load()
+        assert self._store is not None
+        return {"filters": flt.checked(self._store.filter_fields(), allow_unknown)}
 
     def _run(self, query: str, top_k: int | None, output: str, extra: Mapping[str, Any] | None = None) -> Any:
         pipeline = self.pipeline
@@ -177,7 +213,7 @@ class RAG:
                 f"declare one under 'outputs' in the pipeline file"
             )
         for name in extra or {}:
-            if name not in pipeline.inputs:
+            if name not in pipeline.inputs and name != "filters":  # filters reach every retriever by themselves
                 receiver = _RECEIVERS.get(name, "generator")
                 raise PipelineError(
                     f"pipeline '{pipeline.name}' takes no '{name}' input (inputs: {', '.join(pipeline.inputs)}); "
@@ -228,7 +264,7 @@ class RAG:
         store = ChunkStore.load(current)
         for name, retriever in retrievers(self.pipeline).items():
             retriever.load(current / "components" / name, store)
-        self._loaded_generation = current
+        self._loaded_generation, self._store = current, store
         return current
 
     def _load(self) -> None:

@@ -10,6 +10,7 @@ from rich.markup import escape
 from rag.cli.common import (
     allow_option,
     emit,
+    filter_option,
     guard,
     index_dir_option,
     index_option,
@@ -31,6 +32,7 @@ __all__ = ["ask_cmd"]
 @pipeline_option
 @allow_option
 @click.option("--passages", type=click.IntRange(min=1), default=None, help="Number of passages to retrieve.")
+@filter_option
 @click.option(
     "--answer-mode",
     type=click.Choice(["extractive", "grounded", "generate"]),
@@ -60,6 +62,7 @@ def ask_cmd(
     pipeline: str | None,
     allowed: tuple[str, ...],
     passages: int | None,
+    filters: str | None,
     answer_mode: str | None,
     stream: bool,
     generator: str | None,
@@ -96,7 +99,7 @@ def ask_cmd(
         decoding = _decoding_overrides(**options)
         if stream and not as_json:
             answer, streamed = None, ""
-            for item in rag.ask_stream(question, top_k=passages, decoding=decoding, answer_mode=answer_mode):
+            for item in rag.ask_stream(question, passages, decoding, answer_mode, filters):
                 if isinstance(item, Answer):
                     answer = item
                 else:
@@ -107,7 +110,7 @@ def ask_cmd(
             if streamed.strip() != answer.text.strip():  # the support check changed what was streamed
                 _print_retracted(answer)
         else:
-            answer = rag.ask(question, top_k=passages, decoding=decoding, answer_mode=answer_mode)
+            answer = rag.ask(question, passages, decoding, answer_mode=answer_mode, filters=filters)
             out.print(shown(answer.text), highlight=False, markup=False)
     if as_json:
         data = answer.to_dict()

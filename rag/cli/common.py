@@ -80,6 +80,14 @@ def progress_bar(enabled: bool) -> Iterator[Callable[[str, int, int], None] | No
 
 
 index_option = click.option("--index", "index", default="default", show_default=True, help="Index name.")
+filter_option = click.option(
+    "--filter",
+    "filters",
+    default=None,
+    metavar="EXPR",
+    help='Only chunks whose metadata passes EXPR, e.g. "type in [pdf, md] and modified >= 2026-01-01" '
+    "(docs/filters.md).",
+)
 index_dir_option = click.option(
     "--index-dir", default=None, help="Folder holding the indexes [default: $RAG_INDEX_DIR or ./indexes]."
 )

@@ -14,6 +14,7 @@ from rag.cli.common import (
     check_engine,
     emit,
     engine_option,
+    filter_option,
     guard,
     index_dir_option,
     index_option,
@@ -155,6 +156,8 @@ def _print_check(report: CheckReport) -> None:
 @pipeline_option
 @allow_option
 @click.option("--top-k", type=click.IntRange(min=1), default=None, help="Number of hits.")
+@filter_option
+@click.option("--allow-unknown-fields", is_flag=True, help="A filter on a field no chunk has matches nothing.")
 @json_option
 def query_cmd(
     text: str,
@@ -163,11 +166,14 @@ def query_cmd(
     pipeline: str | None,
     allowed: tuple[str, ...],
     top_k: int | None,
+    filters: str | None,
+    allow_unknown_fields: bool,
     as_json: bool,
 ) -> None:
-    """Retrieve the chunks that best match TEXT."""
+    """Retrieve the chunks that best match TEXT (only those passing --filter, when given)."""
     from rag.api import RAG
 
     with guard(as_json):
-        hits = RAG(index_path(index, index_dir), pipeline, allowed).query(text, top_k=top_k)
+        rag = RAG(index_path(index, index_dir), pipeline, allowed)
+        hits = rag.query(text, top_k=top_k, filters=filters, allow_unknown_fields=allow_unknown_fields)
     print_hits(hits, as_json)

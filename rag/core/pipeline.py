@@ -323,7 +323,7 @@ class Pipeline:
     def run(self, inputs: Mapping[str, Any], outputs: Collection[str] | None = None) -> dict[str, Any]:
         """Run what the requested outputs need and return `{output name: value}`."""
         order = self.needed_for(outputs)
-        unknown = [k for k in inputs if k not in self.inputs]
+        unknown = [k for k in inputs if k not in self.inputs and k != "filters"]
         if unknown:
             raise PipelineError(
                 f"'{unknown[0]}' is not an input of this pipeline; inputs are: {', '.join(self.inputs)}"
@@ -331,6 +331,8 @@ class Pipeline:
         given = {t: inputs[name] for name, targets in self.inputs.items() if name in inputs for t in targets}
         if isinstance(inputs.get("top_k"), int):
             given |= self._deeper_legs(given, inputs["top_k"])
+        if inputs.get("filters") is not None and "filters" not in self.inputs:
+            given |= self._filtered_legs(order, inputs["filters"])
         for name, targets in self.inputs.items():
             for comp, sock in targets:
                 if comp in order and self._sockets[comp][sock].required and name not in inputs:
@@ -359,6 +361,21 @@ class Pipeline:
                 )
             produced[comp] = result
         return {n: produced[self.outputs[n][0]][self.outputs[n][1]] for n in self._output_names(outputs)}
+
+    def _filtered_legs(self, order: Collection[str], filters: Any) -> dict[tuple[str, str], Any]:
+        """`filters` for every retrieving component that runs (`id_space` set): a filter reaches every leg unless
+        the pipeline wires it itself; a leg that cannot take one is an error, never an unfiltered leg."""
+        given = {}
+        for comp in order:
+            if self.components[comp].id_space is None:
+                continue
+            if "filters" not in self._sockets[comp]:
+                raise PipelineError(
+                    f"component '{comp}' ({type(self.components[comp]).__name__}) finds hits but takes no filters, "
+                    "so a filtered search would leak unfiltered hits through it"
+                )
+            given[(comp, "filters")] = filters
+        return given
 
     def _deeper_legs(self, given: Mapping[tuple[str, str], Any], top_k: int) -> dict[tuple[str, str], int]:
         """`top_k` for every retrieving component (one that makes hits from an index: `id_space` set) upstream of

@@ -98,8 +98,9 @@ class BM25Index:
         """
         return self._score(query)[0]
 
-    def search(self, query: Sequence[str], k: int) -> list[tuple[str, float]]:
-        """The `k` best (id, score) pairs among documents sharing a term with `query`.
+    def search(self, query: Sequence[str], k: int, rows: np.ndarray | None = None) -> list[tuple[str, float]]:
+        """The `k` best (id, score) pairs among documents sharing a term with `query` (and, given `rows`, among
+        those rows only: a filter applied exactly, inside the search).
 
         Best first, ties broken by id. Scores may be zero or negative on tiny corpora, where
         BM25 Okapi's idf of a term found in half the documents or more is zero or floored.
@@ -112,6 +113,11 @@ class BM25Index:
             return []
         if self._ranks is None:
             self._ranks = id_ranks(self.ids)
+        if rows is not None:
+            shares = np.zeros(n, dtype=bool)
+            shares[postings] = True
+            candidates = rows[shares[rows]]
+            return top_k(self.ids, candidates, scores[candidates], k, self._ranks)
         k = min(k, n)
         kth = np.partition(scores, n - k)[n - k]  # the k-th largest score over all documents
         # when the k-th score is positive the best k all share a term (the others score 0); otherwise the

@@ -85,6 +85,9 @@ class BinaryFaissIndex(FaissStore):
 
         return faiss_types.search_in_threads(search, queries, index)
 
+    def _exact(self) -> tuple[np.ndarray, str]:
+        return self.rows, "ip"
+
     def _empty(self, factory: str) -> Any:
         faiss = import_faiss()
         if self._trained is not None and self._trained[0] == factory:

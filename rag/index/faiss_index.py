@@ -149,6 +149,9 @@ class FaissIndex(FaissStore):
             rows = self.vectors[at : at + _CHUNK]
             index.add(rows.astype(np.float32) if direct else dequantize(rows, self.ranges))
 
+    def _exact(self) -> tuple[np.ndarray, str]:
+        return self.vectors, self.metric
+
     def _codes_searched(self, factory: str) -> bool:
         """Whether an int8 inner-product search runs over the codes themselves, with integer query weights."""
         return factory == "Flat" and self.precision == "int8" and self.metric == "ip"

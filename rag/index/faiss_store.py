@@ -20,10 +20,14 @@ from rag.core.errors import IndexStoreError, InvalidArgumentError
 from rag.index import faiss_types
 from rag.index.faiss_types import import_faiss
 from rag.index.files import read_arrays, read_json, write_arrays, write_json
+from rag.index.rescore import rescore
 
 __all__ = ["FaissStore"]
 
 logger = logging.getLogger(__name__)
+
+_ALLOWED_BLOCK = 8192
+"""Rows scored at once by a filtered (exact) search."""
 
 
 class FaissStore(ABC):
@@ -106,16 +110,40 @@ class FaissStore(ABC):
         self._rows = {item_id: row for row, item_id in enumerate(self.ids)}
         self._faiss, self._saved = None, None
 
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, list[list[str]]]:
+    def search(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None
+    ) -> tuple[np.ndarray, list[list[str]]]:
         """The `k` best rows for each query: scores (queries x k', best first) and their ids.
 
         `k'` is `min(k, len(self))`, so an empty index gives empty rows. Approximate factories may
         find fewer than `k'` rows for a query: its id list is then shorter than its score row,
-        which is padded with -inf.
+        which is padded with -inf. Given `allowed` (row numbers: the chunks that pass a filter), only those
+        rows are searched, exactly, by their stored values (what rescoring reads), so `min(k, len(allowed))`
+        rows always come back.
         """
-        scores, rows = self.search_rows(queries, k)
+        if allowed is None:
+            scores, rows = self.search_rows(queries, k)
+        else:
+            scores, rows = self.search_allowed(self._check(queries, "search"), k, allowed)
         ids = self.ids
         return scores, [[ids[r] for r in row if r >= 0] for row in rows.tolist()]
+
+    def search_allowed(self, queries: np.ndarray, k: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The exact `k` best of the `allowed` rows for each query (scores and row numbers, best first, ties to the
+        lower row), scored in blocks of rows so memory stays bounded however many rows pass."""
+        stored, metric = self._exact()
+        k = min(k, len(allowed))
+        best = np.zeros((len(queries), 0), dtype=np.float32), np.zeros((len(queries), 0), dtype=np.int64)
+        for at in range(0, len(allowed), _ALLOWED_BLOCK):
+            block = np.broadcast_to(
+                allowed[at : at + _ALLOWED_BLOCK], (len(queries), min(_ALLOWED_BLOCK, len(allowed) - at))
+            )
+            found = rescore(queries, block, stored, k, self.ranges, metric)
+            scores, rows = np.concatenate([best[0], found[0]], axis=1), np.concatenate([best[1], found[1]], axis=1)
+            order = np.lexsort((rows, -scores), axis=1)[:, :k]
+            best = np.take_along_axis(scores, order, axis=1), np.take_along_axis(rows, order, axis=1)
+        logger.debug("exact search of %d allowed rows of %d", len(allowed), len(self.ids))
+        return best
 
     def search_rows(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """As `search`, with row numbers (positions in `ids`, -1 where none was found) instead of ids."""
@@ -253,6 +281,10 @@ class FaissStore(ABC):
     @abstractmethod
     def _search(self, index: Any, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """`search_rows` with the built `index`, for checked `queries` and 0 < k <= len(self)."""
+
+    @abstractmethod
+    def _exact(self) -> tuple[np.ndarray, str]:
+        """The stored rows an exact search scores (read with `ranges`) and the metric `rescore` scores them by."""
 
     @abstractmethod
     def _needs_training(self, factory: str) -> bool:

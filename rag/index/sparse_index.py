@@ -131,16 +131,26 @@ class SparseIndex:
         """The `k` best (id, score) pairs among rows sharing a term with `query`, best first, ties by id."""
         return self.search_batch(self._one(query, "search"), k)[0]
 
-    def search_batch(self, queries: SparseVectors, k: int) -> list[list[tuple[str, float]]]:
-        """`search` for each row of `queries`, with one sparse product for them all."""
+    def search_batch(
+        self, queries: SparseVectors, k: int, allowed: np.ndarray | None = None
+    ) -> list[list[tuple[str, float]]]:
+        """`search` for each row of `queries`, with one sparse product for them all; given `allowed` (row
+        numbers), only those rows are candidates (a filter applied exactly, inside the search)."""
         rows = self._as_rows(queries, "search_batch")
         if k <= 0 or not self.ids:
             return [[] for _ in range(rows.shape[0])]
         product = (rows @ self._inverted()).tocsr()  # queries x documents, only documents sharing a term
-        return [
-            top_k(self.ids, product.indices[s:e], product.data[s:e], k, self._id_rank())
-            for s, e in itertools.pairwise(product.indptr)
-        ]
+        keep = None
+        if allowed is not None:
+            keep = np.zeros(len(self.ids), dtype=bool)
+            keep[allowed] = True
+        results = []
+        for s, e in itertools.pairwise(product.indptr):
+            found, scores = product.indices[s:e], product.data[s:e]
+            if keep is not None:
+                found, scores = found[keep[found]], scores[keep[found]]
+            results.append(top_k(self.ids, found, scores, k, self._id_rank()))
+        return results
 
     def save(self, directory: Path) -> None:
         """Write the index as new files in `directory` (created if needed; files never overwritten)."""

@@ -26,12 +26,11 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from collections.abc import Iterator, Sequence
-from functools import lru_cache
 from pathlib import Path
 
 from rag.core.errors import InputPathError
+from rag.core.globs import match_pattern
 from rag.ingest.loaders import BINARY_DOCUMENT_SUFFIXES, LOADERS, SNIFF_BYTES, looks_binary
 
 __all__ = ["SKIPPED_FOLDERS", "SYMLINK_POLICIES", "is_binary", "match_pattern", "walk_folder"]
@@ -79,14 +78,6 @@ def is_binary(path: Path) -> bool:
             return looks_binary(handle.read(SNIFF_BYTES))
     except OSError:
         return False  # let the loader report why it cannot be read
-
-
-def match_pattern(relative: str, pattern: str) -> bool:
-    """True when the POSIX relative path matches the glob `pattern` (rules in the module docstring)."""
-    pattern = pattern.removeprefix("./")
-    if "/" not in pattern:
-        relative = relative.rsplit("/", 1)[-1]
-    return _compile(pattern).fullmatch(relative) is not None
 
 
 class _Walk:
@@ -180,30 +171,3 @@ def _matches_any(relative: str, patterns: tuple[str, ...]) -> bool:
 def _prunes(relative: str, patterns: tuple[str, ...]) -> bool:
     """True when an exclude pattern names this folder itself (`build`) or all under it (`build/**`)."""
     return any(match_pattern(relative, p) or (p.endswith("/**") and match_pattern(relative, p[:-3])) for p in patterns)
-
-
-@lru_cache(maxsize=256)
-def _compile(pattern: str) -> re.Pattern[str]:
-    out, i = [], 0
-    while i < len(pattern):
-        if pattern.startswith("**/", i):
-            out.append("(?:.*/)?")
-            i += 3
-        elif pattern.startswith("**", i):
-            out.append(".*")
-            i += 2
-        elif pattern[i] == "*":
-            out.append("[^/]*")
-            i += 1
-        elif pattern[i] == "?":
-            out.append("[^/]")
-            i += 1
-        elif pattern[i] == "[" and (end := pattern.find("]", i + 2)) != -1:
-            body = pattern[i + 1 : end].replace("\\", "\\\\")
-            body = "^" + body[1:] if body[0] == "!" else "\\" + body if body[0] == "^" else body
-            out.append(f"[{body}]")
-            i = end + 1
-        else:
-            out.append(re.escape(pattern[i]))
-            i += 1
-    return re.compile("".join(out))

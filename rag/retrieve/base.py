@@ -16,12 +16,16 @@ index generation to the next. `index_settings()` names the settings that shape t
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+import weakref
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
+
 from rag.core.component import Component
-from rag.core.errors import IndexStoreError
+from rag.core.errors import IndexStoreError, InvalidArgumentError
+from rag.core.filters import Filter
 from rag.core.types import Chunk, ChunkLookup, Hit
 
 __all__ = ["Retriever"]
@@ -36,6 +40,8 @@ class Retriever(Component):
     """
 
     id_space: str | None = "chunks"
+    filterable: ClassVar[bool] = False
+    """Whether `run` takes `filters` and applies them exactly, inside the search (see `rag.core.filters`)."""
 
     outputs: ClassVar[dict[str, Any]] = {"hits": list[Hit]}
     query_settings: ClassVar[frozenset[str]] = frozenset({"top_k", "batch_size", "device"})
@@ -73,6 +79,27 @@ class Retriever(Component):
         if self._index is None or self._chunks is None:
             raise IndexStoreError(f"{type(self).__name__} has no index; call load(directory or None, chunks) first")
         return self._index, self._chunks
+
+    def _allowed_rows(self, filters: Filter | None) -> np.ndarray | None:
+        """The rows (positions in the index's `ids`, ascending) of the chunks that pass `filters`; None without a
+        filter. The chunk lookup must be a store that can match filters (`ChunkStore.matching`)."""
+        if filters is None:
+            return None
+        index, lookup = self._loaded()
+        matching = getattr(lookup, "matching", None)
+        if matching is None:
+            raise InvalidArgumentError(
+                f"{type(self).__name__}: its chunk lookup ({type(lookup).__name__}) cannot match filters; load the "
+                "retriever with the index's ChunkStore"
+            )
+        allowed = matching(filters)
+        known, size, shape, rows = self._rows_for
+        if known() is not index or size != len(index) or shape != repr(filters):  # the last filter's rows, kept
+            rows = np.asarray([row for row, chunk_id in enumerate(index.ids) if chunk_id in allowed], dtype=np.int64)
+            self._rows_for = (weakref.ref(index), len(index), repr(filters), rows)
+        return rows
+
+    _rows_for: tuple[Callable[[], Any], int, str, np.ndarray] = (lambda: None, 0, "", np.zeros(0, dtype=np.int64))
 
     def _new_texts(self, chunks: Sequence[Chunk]) -> dict[str, str]:
         """id -> text of the chunks not indexed yet, each id once (nothing is embedded twice)."""

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rag.core.errors import ConfigError
+from rag.core.filters import Filter
 from rag.core.types import Chunk, ChunkLookup, Hit
 from rag.embed.bm25 import STEMMERS, BM25Tokenizer
 from rag.index.bm25_index import BM25Index
@@ -68,9 +69,13 @@ class BM25Retriever(Retriever):
         fresh = self._new_texts(chunks)
         self._loaded()[0].add(list(fresh), self._tokenize().tokenize(fresh.values()))
 
-    def run(self, query: str, top_k: int | None = None) -> dict[str, list[Hit]]:
-        """The `top_k` chunks with the best BM25 score for `query`, best first (ties by id)."""
-        ranked = self._loaded()[0].search(self._tokenize()(query), top_k or self.top_k)
+    filterable = True
+
+    def run(self, query: str, top_k: int | None = None, filters: Filter | None = None) -> dict[str, list[Hit]]:
+        """The `top_k` chunks with the best BM25 score for `query` (among those passing `filters`), best first
+        (ties by id)."""
+        rows = self._allowed_rows(filters)
+        ranked = self._loaded()[0].search(self._tokenize()(query), top_k or self.top_k, rows)
         return {"hits": self._hits(ranked)}
 
     def _tokenize(self) -> BM25Tokenizer:

@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from rag.core.errors import ConfigError, IncompatibleIndexError, IndexStoreError
+from rag.core.filters import Filter
 from rag.core.types import Chunk, ChunkLookup, Hit
 from rag.embed.dense import SentenceTransformerEmbedder
 from rag.embed.quantize import PRECISIONS
@@ -132,26 +133,34 @@ class DenseRetriever(Retriever):
             vectors = self._embedder.encode_documents(list(fresh.values()))
             self._loaded()[0].add(list(fresh), self._truncated(vectors))
 
-    def run(self, query: str, top_k: int | None = None) -> dict[str, list[Hit]]:
-        """The `top_k` chunks whose embeddings best match `query`'s, best first (ties by id)."""
-        return {"hits": self.run_batch([query], top_k)[0]}
+    filterable = True
 
-    def run_batch(self, queries: Sequence[str], top_k: int | None = None) -> list[list[Hit]]:
+    def run(self, query: str, top_k: int | None = None, filters: Filter | None = None) -> dict[str, list[Hit]]:
+        """The `top_k` chunks whose embeddings best match `query`'s (among those passing `filters`), best first
+        (ties by id)."""
+        return {"hits": self.run_batch([query], top_k, filters)[0]}
+
+    def run_batch(
+        self, queries: Sequence[str], top_k: int | None = None, filters: Filter | None = None
+    ) -> list[list[Hit]]:
         """The hits of each query: queries encoded in batches and searched in one call."""
         if not len(self._loaded()[0]) or not queries:
             return [[] for _ in queries]
-        return self.search_vectors(self.encode_queries(queries), top_k)
+        return self.search_vectors(self.encode_queries(queries), top_k, filters)
 
     def encode_queries(self, queries: Sequence[str]) -> np.ndarray:
         """The query vectors that `search_vectors` takes (truncated like the stored ones)."""
         return self._truncated(self._embedder.encode_queries(queries))
 
-    def search_vectors(self, vectors: np.ndarray, top_k: int | None = None) -> list[list[Hit]]:
-        """The hits of each query vector, best first (ties by id)."""
+    def search_vectors(
+        self, vectors: np.ndarray, top_k: int | None = None, filters: Filter | None = None
+    ) -> list[list[Hit]]:
+        """The hits of each query vector, best first (ties by id); with `filters`, an exact search of the chunks
+        that pass them (see `FaissStore.search`)."""
         index = self._loaded()[0]
         if not len(index):
             return [[] for _ in range(len(vectors))]
-        return self._ranked_hits(*index.search(vectors, top_k or self.top_k))
+        return self._ranked_hits(*index.search(vectors, top_k or self.top_k, self._allowed_rows(filters)))
 
     def _empty_index(self) -> FaissIndex | BinaryFaissIndex:
         if self.precision == "binary":

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from rag.core.errors import ConfigError, IncompatibleIndexError
+from rag.core.filters import Filter
 from rag.core.types import Chunk, ChunkLookup, Hit
 from rag.embed.splade import DEFAULT_SPLADE_MODEL, SpladeEmbedder
 from rag.index.sparse_index import SparseIndex
@@ -75,16 +76,22 @@ class SpladeRetriever(Retriever):
             logger.info("encoding %d chunks with SPLADE model %s", len(fresh), self.model)
             self._loaded()[0].add(list(fresh), self._embedder.encode_documents(list(fresh.values())))
 
-    def run(self, query: str, top_k: int | None = None) -> dict[str, list[Hit]]:
-        """The `top_k` chunks with the best SPLADE score for `query`, best first (ties by id)."""
-        return {"hits": self.run_batch([query], top_k)[0]}
+    filterable = True
 
-    def run_batch(self, queries: Sequence[str], top_k: int | None = None) -> list[list[Hit]]:
+    def run(self, query: str, top_k: int | None = None, filters: Filter | None = None) -> dict[str, list[Hit]]:
+        """The `top_k` chunks with the best SPLADE score for `query` (among those passing `filters`), best first
+        (ties by id)."""
+        return {"hits": self.run_batch([query], top_k, filters)[0]}
+
+    def run_batch(
+        self, queries: Sequence[str], top_k: int | None = None, filters: Filter | None = None
+    ) -> list[list[Hit]]:
         """The hits of each query, in order; the queries are encoded in one batch."""
         index = self._loaded()[0]
         if not queries or not len(index):
             return [[] for _ in queries]
-        ranked = index.search_batch(self._embedder.encode_queries(queries), top_k or self.top_k)
+        encoded = self._embedder.encode_queries(queries)
+        ranked = index.search_batch(encoded, top_k or self.top_k, self._allowed_rows(filters))
         return [self._hits(pairs) for pairs in ranked]
 
     def _check_compatible(self, stored: dict[str, Any], directory: Path) -> None:

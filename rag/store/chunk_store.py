@@ -10,15 +10,21 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from rag.core.errors import IndexStoreError
+from rag.core.filters import Filter, chunk_fields, field_types
 from rag.core.types import Chunk
 
 __all__ = ["CHUNK_SCHEMA", "ChunkStore", "FileRecord"]
+
+_REMEMBERED = 64
+"""How many filters' matching chunk ids a store remembers."""
 
 CHUNK_SCHEMA = pa.schema(
     [
@@ -58,6 +64,8 @@ class ChunkStore:
     def __init__(self) -> None:
         self.chunks: dict[str, Chunk] = {}
         self.files: dict[str, FileRecord] = {}
+        self._fields: dict[str, dict[str, Any]] | None = None
+        self._matching: dict[str, frozenset[str]] = {}
 
     @classmethod
     def load(cls, folder: Path) -> ChunkStore:
@@ -123,8 +131,38 @@ class ChunkStore:
                 "is inconsistent: rebuild it with `rag index FOLDER --rebuild`"
             ) from None
 
+    def filter_fields(self) -> dict[str, str]:
+        """Field name -> type ("string", "number", "date", "bool") over every chunk: what filters may test."""
+        return field_types(self._chunk_fields().values())
+
+    def matching(self, flt: Filter) -> frozenset[str]:
+        """The ids of the chunks that pass `flt` (a checked filter; see `rag.core.filters`), remembered for the
+        last few filters while the store is unchanged."""
+        key = repr(flt)
+        found = self._matching.get(key)
+        if found is None:
+            found = frozenset(i for i, fields in self._chunk_fields().items() if flt.matches(fields))
+            if len(self._matching) >= _REMEMBERED:
+                self._matching.pop(next(iter(self._matching)))
+            self._matching[key] = found
+        return found
+
+    def _chunk_fields(self) -> dict[str, dict[str, Any]]:
+        """Each chunk's fields: its own (`chunk_fields`), and its file's `size` and `modified` time."""
+        if self._fields is None:
+            files: dict[str, dict[str, Any]] = {}
+            for path, record in self.files.items():
+                files[path] = {"size": record.size}
+                if record.mtime_ns > 0:  # 0: a document that came from no file
+                    files[path]["modified"] = datetime.fromtimestamp(record.mtime_ns / 1e9, UTC)
+            self._fields = {
+                i: {**chunk_fields(c.path, c.metadata), **files.get(c.path, {})} for i, c in self.chunks.items()
+            }
+        return self._fields
+
     def remove_file(self, path: str) -> list[str]:
         """Forget a file and its chunks; returns the removed chunk ids."""
+        self._fields, self._matching = None, {}
         record = self.files.pop(path, None)
         if record is None:
             return []
@@ -134,7 +172,7 @@ class ChunkStore:
 
     def put_file(self, record: FileRecord, chunks: Iterable[Chunk]) -> None:
         """Record a file and its chunks (replacing what was there for that path)."""
-        self.remove_file(record.path)
+        self.remove_file(record.path)  # also forgets the fields and matches worked out for filters
         self.files[record.path] = record
         for chunk in chunks:
             self.chunks[chunk.id] = chunk

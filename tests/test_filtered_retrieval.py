@@ -1,0 +1,119 @@
+"""Filters applied inside the real retrievers (BM25, dense float/int8/binary over FAISS), end to end through
+`RAG.query`: exactly the best of the chunks that pass, `top_k` of them whenever that many pass."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from rag.api import RAG
+from rag.cli import main
+from rag.core.errors import ConfigError, PipelineError
+from rag.core.filters import parse_filter
+from rag.core.pipeline import IndexingSettings, Pipeline
+from rag.fuse.rrf import ReciprocalRankFusion
+from rag.ingest.chunkers.recursive import RecursiveChunker
+from rag.retrieve.bm25 import BM25Retriever
+from rag.retrieve.dense import DenseRetriever
+from rag.retrieve.matryoshka import MatryoshkaRetriever
+
+TOPICS = ["otters", "volcanoes", "bread", "comets", "violins", "glaciers"]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Sixty one-chunk files over six topics, in three folders, as .md and .txt."""
+    root = tmp_path_factory.mktemp("filtered") / "docs"
+    for i in range(60):
+        topic = TOPICS[i % 6]
+        folder = root / ["alpha", "beta", "gamma"][i % 3]
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{topic}-{i}.{'md' if i % 2 else 'txt'}").write_text(f"Notes {i} about {topic} and {TOPICS[i % 5]}.")
+    return root
+
+
+def pipeline(legs: dict[str, object]) -> Pipeline:
+    names = list(legs)
+    components = dict(legs)
+    connections = []
+    if len(names) > 1:
+        components["fusion"] = ReciprocalRankFusion(top_k=10)
+        connections = [(f"{n}.hits", "fusion.hits") for n in names]
+    out = "fusion" if len(names) > 1 else names[0]
+    return Pipeline(
+        components,  # type: ignore[arg-type]
+        connections,
+        inputs={"query": [f"{n}.query" for n in names], "top_k": [f"{out}.top_k"]},
+        outputs={"hits": f"{out}.hits"},
+        indexing=IndexingSettings(chunker=RecursiveChunker(chunk_size=200, chunk_overlap=0, unit="chars")),
+    )
+
+
+def brute_force(rag: RAG, query: str, allowed: set[str], k: int) -> list[str]:
+    """The exact top k by cosine over the stored float vectors of the allowed chunks."""
+    retriever = rag.pipeline.components["dense"]
+    index = retriever._index  # the stored rows are what exact search reads
+    vector = retriever.encode_queries([query])[0]
+    rows = [row for row, chunk_id in enumerate(index.ids) if chunk_id in allowed]
+    scores = np.asarray(index.vectors[rows], dtype=np.float32) @ vector
+    return [index.ids[rows[i]] for i in np.argsort(-scores, kind="stable")[:k]]
+
+
+@pytest.mark.parametrize("precision", ["float32", "int8", "binary"])
+def test_dense_filtered_search_is_exact_and_full(corpus: Path, tmp_path: Path, precision: str) -> None:
+    rag = RAG(tmp_path / "idx", pipeline({"dense": DenseRetriever(precision=precision, top_k=10)}))
+    rag.index(corpus)
+    rag.refresh()
+    for text in ("path matches 'beta/**'", "type == md and path matches 'gamma/*'"):
+        store = rag._store
+        assert store is not None
+        allowed = set(store.matching(parse_filter(text).checked(store.filter_fields())))
+        hits = rag.query("sea otters swimming", top_k=10, filters=text)
+        assert len(hits) == min(10, len(allowed)) and {h.id for h in hits} <= allowed
+        if precision == "float32":
+            assert [h.id for h in hits] == brute_force(rag, "sea otters swimming", allowed, 10)
+
+
+def test_bm25_and_a_fusion_filter_every_leg(corpus: Path, tmp_path: Path) -> None:
+    rag = RAG(tmp_path / "idx", pipeline({"bm25": BM25Retriever(top_k=3), "dense": DenseRetriever(top_k=3)}))
+    rag.index(corpus)
+    hits = rag.query("otters", top_k=8, filters={"path": {"$matches": "alpha/**"}, "type": "txt"})
+    assert len(hits) == 8 and all(h.chunk.path.startswith("alpha/") and h.chunk.path.endswith(".txt") for h in hits)
+    unfiltered = [h.chunk.path for h in rag.query("otters", top_k=8)]
+    assert any(not path.startswith("alpha/") for path in unfiltered)
+    bm25 = RAG(tmp_path / "bm25", pipeline({"bm25": BM25Retriever()}))
+    bm25.index(corpus)
+    only = bm25.query("volcanoes", top_k=50, filters="path matches 'beta/**' and title exists")
+    assert only and all(h.chunk.path.startswith("beta/") and "volcanoes" in h.chunk.text for h in only)
+    assert {h.chunk.path for h in only} == {
+        h.chunk.path for h in bm25.query("volcanoes", top_k=50) if h.chunk.path.startswith("beta/")
+    }
+
+
+def test_bad_filters_are_refused_before_any_search(corpus: Path, tmp_path: Path) -> None:
+    rag = RAG(tmp_path / "idx", pipeline({"bm25": BM25Retriever()}))
+    rag.index(corpus)
+    with pytest.raises(ConfigError, match="no chunk of this index has a field 'tenant'; known fields: "):
+        rag.query("otters", filters="tenant == acme")
+    assert rag.query("otters", filters="tenant == acme", allow_unknown_fields=True) == []
+    with pytest.raises(ConfigError, match="'size' is a number"):
+        rag.query("otters", filters="size > big")
+    funnel = RAG(tmp_path / "mat", pipeline({"m": MatryoshkaRetriever()}))
+    with pytest.raises(PipelineError, match=r"retriever 'm' .*cannot apply filters exactly yet"):
+        funnel.query("otters", filters="type == md")
+
+
+def test_cli_filter(corpus: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    where = ["--index", "f", "--index-dir", str(tmp_path), "--pipeline", "bm25"]
+    assert runner.invoke(main, ["index", str(corpus), *where]).exit_code == 0
+    result = runner.invoke(main, ["query", "glaciers", "--filter", "path matches 'gamma/**'", "--json", *where])
+    assert result.exit_code == 0, result.output
+    paths = [hit["source"]["path"] for hit in json.loads(result.stdout)["hits"]]
+    assert paths and all(path.startswith("gamma/") for path in paths)
+    result = runner.invoke(main, ["query", "glaciers", "--filter", "tpye == md", *where])
+    assert result.exit_code == 1 and "no chunk of this index has a field 'tpye'" in result.output
