@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from rag.generate.decoding import DecodingConfig
 from rag.serve.errors import ApiError
-from rag.serve.protocol import CitationModel, ClaimModel, check_decoding
+from rag.serve.protocol import FILTERS_FIELD, CitationModel, ClaimModel, check_decoding
 
 __all__ = [
     "ChatCompletion",
@@ -60,6 +60,7 @@ class GenerationRequest(BaseModel):
     answer_mode: Literal["extractive", "grounded", "generate"] | None = Field(
         None, description="rag's answer mode (extra body field); left out: the pipeline's (docs/answers.md)."
     )
+    filters: FILTERS_FIELD[0] = FILTERS_FIELD[1]
 
 
 class ChatCompletionRequest(GenerationRequest):

@@ -2,7 +2,8 @@
 
 `model` names one of the pipelines configured at start-up. The answer's citations travel as an
 extra `citations` field of the completion (and of the last streamed chunk), in the native shape, with
-`abstained`, `answerability`, `claims` and `retracted`; requests may set rag's `answer_mode` (an extra field).
+`abstained`, `answerability`, `claims` and `retracted`; requests may set rag's `answer_mode` and `filters`
+(extra fields).
 """
 
 from __future__ import annotations
@@ -87,7 +88,9 @@ def openai_router(service: RagService, metrics: Metrics) -> APIRouter:
         if "decoding" in served.pipeline.inputs:
             base = generator_decoding(served.pipeline)
             decoding = openai_decoding(body, base, max_tokens, settings.max_tokens)
-        call = functools.partial(service.ask, served, question, None, decoding, answer_mode=body.answer_mode)
+        call = functools.partial(
+            service.ask, served, question, None, decoding, answer_mode=body.answer_mode, filters=body.filters
+        )
         header = {"id": f"{'chatcmpl' if kind == 'chat' else 'cmpl'}-{uuid.uuid4().hex}", "created": int(time.time())}
         header["model"] = served.name
         if body.stream:

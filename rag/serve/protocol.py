@@ -15,7 +15,7 @@ import logging
 import typing
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, create_model
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema, create_model
 from pydantic_core import PydanticCustomError
 
 from rag.core.errors import ConfigError
@@ -178,6 +178,32 @@ def generator_decoding(pipeline: Pipeline) -> dict[str, Any]:
     return {}
 
 
+def _filter_value(value: Any) -> Any:
+    """A filter's JSON form (an object) or string form (non-empty, at most 4,000 characters); one error either way."""
+    if isinstance(value, dict) or (isinstance(value, str) and value.strip() and len(value) <= 4000):
+        return value
+    raise PydanticCustomError(
+        "filter_type", "a filter is a JSON object or a non-empty string of at most 4,000 characters"
+    )
+
+
+FILTERS_FIELD: Any = (
+    Annotated[
+        Any,
+        AfterValidator(lambda value: value if value is None else _filter_value(value)),
+        WithJsonSchema(
+            {"anyOf": [{"type": "object"}, {"type": "string", "minLength": 1, "maxLength": 4000}, {"type": "null"}]}
+        ),
+    ],
+    Field(
+        None,
+        description="Only chunks whose metadata passes this filter: its JSON form "
+        '({"type": {"$in": ["pdf", "md"]}, "modified": {"$gte": "2026-01-01"}}) or its string form '
+        '("type in [pdf, md] and modified >= 2026-01-01"); see docs/filters.md. A field no chunk has is a 400.',
+    ),
+)
+
+
 def request_models(pipeline: Pipeline, settings: ServerSettings) -> RequestModels:
     """Build the request models for `pipeline` under the server's limits."""
     top_k = "top_k" in pipeline.inputs
@@ -189,6 +215,7 @@ def request_models(pipeline: Pipeline, settings: ServerSettings) -> RequestModel
     query_fields: dict[str, Any] = {"query": (text, Field(description="The search text (not empty)."))}
     if top_k:
         query_fields["top_k"] = _top_k_field(pipeline, settings, "hits")
+    query_fields["filters"] = FILTERS_FIELD
     strict = ConfigDict(extra="forbid", allow_inf_nan=False)
     query = create_model("QueryRequest", __config__=strict, **query_fields)
     if "answer" not in pipeline.outputs:
@@ -202,6 +229,7 @@ def request_models(pipeline: Pipeline, settings: ServerSettings) -> RequestModel
     }
     if top_k:
         answer_fields["top_k"] = _top_k_field(pipeline, settings, "passages retrieved")
+    answer_fields["filters"] = FILTERS_FIELD
     if "answer_mode" in pipeline.inputs and (modes := pipeline.answer_modes()):
         answer_fields["answer_mode"] = (
             Literal[modes] | None,

@@ -92,7 +92,8 @@ def native_router(service: RagService, models: RequestModels, metrics: Metrics) 
     )
     async def query(body: QueryRequest) -> Response:  # type: ignore[valid-type]
         request = cast(Any, body)  # a model built from the pipeline: its fields are known at run time
-        hits = await run_in_threadpool(service.query, served, request.query, getattr(body, "top_k", None))
+        top_k, filters = getattr(body, "top_k", None), request.filters
+        hits = await run_in_threadpool(service.query, served, request.query, top_k, filters)
         return JSONResponse(hits_body(hits))
 
     if models.answer is not None:
@@ -115,7 +116,9 @@ def native_router(service: RagService, models: RequestModels, metrics: Metrics) 
             decoding = decoding_overrides(body, models)
             fields = cast(Any, body)  # a model built from the pipeline: its fields are known at run time
             top_k, mode = getattr(body, "top_k", None), getattr(body, "answer_mode", None)
-            call = functools.partial(service.ask, served, fields.question, top_k, decoding, answer_mode=mode)
+            call = functools.partial(
+                service.ask, served, fields.question, top_k, decoding, answer_mode=mode, filters=fields.filters
+            )
             if fields.stream:
                 first, stream = await start_stream(call)
                 return StreamingResponse(

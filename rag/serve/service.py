@@ -200,9 +200,11 @@ class RagService:
         with served.reading() as rag:
             yield rag
 
-    def query(self, served: ServedPipeline, query: str, top_k: int | None) -> list[Hit]:
+    def query(
+        self, served: ServedPipeline, query: str, top_k: int | None, filters: str | dict[str, Any] | None = None
+    ) -> list[Hit]:
         with self.reading(served) as rag:
-            return rag.query(query, top_k)
+            return rag.query(query, top_k, filters)
 
     def ask(
         self,
@@ -212,12 +214,14 @@ class RagService:
         decoding: Mapping[str, Any] | None,
         on_token: Callable[[str], None] | None = None,
         answer_mode: str | None = None,
+        filters: str | dict[str, Any] | None = None,
     ) -> Answer:
         """An answer; `on_token` gets the text as it is generated (all at once if the pipeline cannot stream)."""
         if not served.answers:
             raise ServiceError(f"the pipeline '{served.name}' retrieves only: it has no 'answer' output", "no_answer")
         with self.reading(served) as rag:
-            answer = rag.ask(question, top_k, decoding or None, on_token if served.streams else None, answer_mode)
+            streaming = on_token if served.streams else None
+            answer = rag.ask(question, top_k, decoding or None, streaming, answer_mode, filters)
         if on_token is not None and not served.streams and answer.text:
             on_token(answer.text)
         return answer

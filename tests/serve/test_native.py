@@ -118,6 +118,21 @@ def test_generator_without_decoding_input_takes_no_decoding_options(echo_index: 
     plain = pipeline_from_dict(pipeline_dict, [ECHO])
     with serving(echo_index, plain) as other:
         props = other.get("/openapi.json").json()["components"]["schemas"]["AnswerRequest"]["properties"]
-        assert set(props) == {"question", "stream", "top_k"}
+        assert set(props) == {"question", "stream", "top_k", "filters"}
         assert_envelope(other.post("/v1/answer", json={"question": "x", "max_tokens": 3}), 422, "max_tokens")
         assert other.post("/v1/answer", json={"question": "otters"}).json()["citations"]
+
+
+def test_filters_limit_query_and_answer_and_bad_ones_are_400s(client: httpx.Client) -> None:
+    question = "what do sea otters eat and why does bread rise"
+    for filters in ("path == bread.md", {"path": {"$in": ["bread.md"]}}):
+        response = client.post("/v1/query", json={"query": question, "filters": filters})
+        assert response.status_code == 200, response.text
+        assert [hit["source"]["path"] for hit in response.json()["hits"]] == ["bread.md"]
+    answer = client.post("/v1/answer", json={"question": question, "filters": "not path == bread.md"}).json()
+    assert all(c["source"]["path"] != "bread.md" for c in answer["citations"])
+    assert all(h["source"]["path"] != "bread.md" for h in answer["hits"])
+    error = assert_envelope(client.post("/v1/query", json={"query": question, "filters": "tenant == acme"}), 400)
+    assert "no chunk of this index has a field 'tenant'" in error["message"]
+    assert_envelope(client.post("/v1/query", json={"query": question, "filters": {"path": {"$like": "x"}}}), 400)
+    assert_envelope(client.post("/v1/query", json={"query": question, "filters": 7}), 422, "filters")

@@ -61,6 +61,17 @@ def test_chat_completion(client: openai.OpenAI, server: tuple[str, EchoGenerator
     assert server[1].seen[-1] == {"max_tokens": 4, "strategy": "sample", "temperature": 0.3, "seed": 1}
 
 
+def test_chat_completion_takes_filters_as_an_extra_body_field(client: openai.OpenAI) -> None:
+    messages: Any = [{"role": "user", "content": "What do sea otters eat?"}]
+    completion = client.chat.completions.create(
+        model="echo", messages=messages, extra_body={"filters": {"path": {"$ne": "otters.md"}}}
+    )
+    assert completion.model_extra is not None
+    assert all(c["source"]["path"] != "otters.md" for c in completion.model_extra["citations"])
+    with pytest.raises(openai.BadRequestError, match="no chunk of this index has a field 'tenant'"):
+        client.chat.completions.create(model="echo", messages=messages, extra_body={"filters": "tenant == acme"})
+
+
 def test_chat_completion_streams(client: openai.OpenAI) -> None:
     stream = client.chat.completions.create(
         model="echo",
