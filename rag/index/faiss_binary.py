@@ -74,13 +74,13 @@ class BinaryFaissIndex(FaissStore):
     def _resolved(self) -> str:
         return faiss_types.resolve_factory(self.factory, len(self.ids), self.dimension or 0, binary=True)
 
-    def _search(self, index: Any, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def _search(self, index: Any, queries: np.ndarray, k: int, params: Any = None) -> tuple[np.ndarray, np.ndarray]:
         fetch = min(len(self.ids), k * self.rescore_multiplier)
         if self._built_as != "BFlat":
             faiss_types.set_search_params(index, self.nprobe, self.ef_search, fetch)
 
         def search(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            _, candidates = index.search(quantize(block, "binary"), fetch)
+            _, candidates = index.search(quantize(block, "binary"), fetch, params=params)
             return rescore(block, candidates, self.rows, k, self.ranges)
 
         return faiss_types.search_in_threads(search, queries, index)

@@ -100,7 +100,7 @@ class FaissIndex(FaissStore):
     def _resolved(self) -> str:
         return faiss_types.resolve_factory(self.factory, len(self.ids), self.dimension or 0, self.precision)
 
-    def _search(self, index: Any, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def _search(self, index: Any, queries: np.ndarray, k: int, params: Any = None) -> tuple[np.ndarray, np.ndarray]:
         direct = self._codes_searched(self._built_as)
         rescored = direct or (self._built_as != "Flat" and any(tag in self._built_as for tag in _LOSSY))
         fetch = min(len(self.ids), k * self.rescore_multiplier) if rescored else k
@@ -109,7 +109,7 @@ class FaissIndex(FaissStore):
         if direct:
             assert self.ranges is not None  # int8 codes are searched only once calibrated
         scores, rows = index.search(
-            int8_query(queries, self.ranges) if direct and self.ranges is not None else queries, fetch
+            int8_query(queries, self.ranges) if direct and self.ranges is not None else queries, fetch, params=params
         )
         if rescored:
             return rescore(queries, rows, self.vectors, k, self.ranges, self.metric)

@@ -28,6 +28,8 @@ logger = logging.getLogger(__name__)
 
 _ALLOWED_BLOCK = 8192
 """Rows scored at once by a filtered (exact) search."""
+_SUBSET_SHARE = 0.05
+"""Up to this share of the rows passing a filter, they are scored exactly; above it, the index over-fetches."""
 
 
 class FaissStore(ABC):
@@ -129,8 +131,50 @@ class FaissStore(ABC):
         return scores, [[ids[r] for r in row if r >= 0] for row in rows.tolist()]
 
     def search_allowed(self, queries: np.ndarray, k: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The exact `k` best of the `allowed` rows for each query (scores and row numbers, best first, ties to the
-        lower row), scored in blocks of rows so memory stays bounded however many rows pass."""
+        """The `k` best of the `allowed` rows for each query (scores and row numbers, best first), by whichever
+        costs least, chosen by the share of rows that pass and the structure:
+
+        - at most `_SUBSET_SHARE` of the rows: every allowed row scored exactly by its stored values (in blocks);
+        - a flat index on the CPU: FAISS' own search, told to skip the other rows (an ID selector);
+        - otherwise (IVF, HNSW, a GPU): the index's own search over-fetching `k / share` (twice over); a query that
+          finds `k` allowed rows among them has its answer (an allowed row not fetched scores below all fetched
+          ones), the others are scored exactly.
+        """
+        n = len(self.ids)
+        k = min(k, len(allowed))
+        if k <= 0:
+            return np.zeros((len(queries), 0), dtype=np.float32), np.zeros((len(queries), 0), dtype=np.int64)
+        mask = np.zeros(n, dtype=bool)
+        mask[allowed] = True
+        if len(allowed) <= _SUBSET_SHARE * n:
+            logger.debug("filtered search: exact scores of %d allowed rows of %d", len(allowed), n)
+            return self._search_exact(queries, k, allowed)
+        if self._resolved() == self._FLAT and faiss_types.resolve_device(self.device) == "cpu":
+            logger.debug("filtered search: FAISS with an ID selector, %d allowed rows of %d", len(allowed), n)
+            bitmap = np.packbits(mask, bitorder="little")  # kept alive while FAISS reads it
+            faiss = import_faiss()
+            params = faiss.SearchParameters(sel=faiss.IDSelectorBitmap(n, faiss.swig_ptr(bitmap)))
+            return self._search(self._built(), queries, k, params)
+        fetch = min(n, int(np.ceil(2 * k * n / len(allowed))))
+        scores, rows = self.search_rows(queries, fetch)
+        kept = (rows >= 0) & mask[np.maximum(rows, 0)]
+        out_scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
+        out_rows = np.full((len(queries), k), -1, dtype=np.int64)
+        short = []
+        for q in range(len(queries)):
+            found = np.flatnonzero(kept[q])[:k]
+            if len(found) == k:
+                out_scores[q], out_rows[q] = scores[q, found], rows[q, found]
+            else:
+                short.append(q)
+        if short:
+            out_scores[short], out_rows[short] = self._search_exact(queries[short], k, allowed)
+        logger.debug("filtered search: over-fetch %d of %d rows, %d quer(ies) scored exactly", fetch, n, len(short))
+        return out_scores, out_rows
+
+    def _search_exact(self, queries: np.ndarray, k: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Every allowed row scored exactly by its stored values (what rescoring reads), in blocks of rows; ties go
+        to the lower row."""
         stored, metric = self._exact()
         k = min(k, len(allowed))
         best = np.zeros((len(queries), 0), dtype=np.float32), np.zeros((len(queries), 0), dtype=np.int64)
@@ -142,7 +186,6 @@ class FaissStore(ABC):
             scores, rows = np.concatenate([best[0], found[0]], axis=1), np.concatenate([best[1], found[1]], axis=1)
             order = np.lexsort((rows, -scores), axis=1)[:, :k]
             best = np.take_along_axis(scores, order, axis=1), np.take_along_axis(rows, order, axis=1)
-        logger.debug("exact search of %d allowed rows of %d", len(allowed), len(self.ids))
         return best
 
     def search_rows(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -279,8 +322,9 @@ class FaissStore(ABC):
         """Add the rows from `start` on to the FAISS `index`."""
 
     @abstractmethod
-    def _search(self, index: Any, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """`search_rows` with the built `index`, for checked `queries` and 0 < k <= len(self)."""
+    def _search(self, index: Any, queries: np.ndarray, k: int, params: Any = None) -> tuple[np.ndarray, np.ndarray]:
+        """`search_rows` with the built `index`, for checked `queries` and 0 < k <= len(self); `params` (FAISS
+        search parameters, with an ID selector) go to FAISS' own search."""
 
     @abstractmethod
     def _exact(self) -> tuple[np.ndarray, str]:
