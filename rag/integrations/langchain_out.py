@@ -52,12 +52,15 @@ class RagRetriever(BaseRetriever):
     name or a YAML path; left out, the pipeline the index was built with) or an open `rag` (a `RAG`).
     `index_dir`, its old name, is accepted with a DeprecationWarning until the next release. `top_k` is the
     number of documents returned (None: the pipeline's own); ``invoke(query, top_k=3)`` overrides it for one call.
+    `filters` (a metadata filter's string or JSON form, docs/filters.md) keeps only the chunks that pass, inside the
+    search; ``invoke(query, filters=...)`` gives one for one call (LangChain's `search_kwargs` style).
     `allowed` lists your own component classes by dotted name, as `RAG` takes them.
     """
 
     index: str | None = None
     pipeline: Pipeline | str | None = None
     top_k: int | None = None
+    filters: str | dict[str, Any] | None = None
     allowed: list[str] = Field(default_factory=list)
     rag: RAG | None = None
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
@@ -96,19 +99,29 @@ class RagRetriever(BaseRetriever):
         return self
 
     def _get_relevant_documents(
-        self, query: str, *, run_manager: CallbackManagerForRetrieverRun, top_k: int | None = None
+        self,
+        query: str,
+        *,
+        run_manager: CallbackManagerForRetrieverRun,
+        top_k: int | None = None,
+        filters: str | dict[str, Any] | None = None,
     ) -> list[LCDocument]:
         limit = _check_top_k(top_k if top_k is not None else self.top_k)
         assert self.rag is not None
         with self._lock:
-            hits = self.rag.query(query, limit)
+            hits = self.rag.query(query, limit, filters if filters is not None else self.filters)
         return [hit_to_document(hit) for hit in hits[:limit]]
 
     async def _aget_relevant_documents(
-        self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun, top_k: int | None = None
+        self,
+        query: str,
+        *,
+        run_manager: AsyncCallbackManagerForRetrieverRun,
+        top_k: int | None = None,
+        filters: str | dict[str, Any] | None = None,
     ) -> list[LCDocument]:
         return await asyncio.to_thread(
-            self._get_relevant_documents, query, run_manager=run_manager.get_sync(), top_k=top_k
+            self._get_relevant_documents, query, run_manager=run_manager.get_sync(), top_k=top_k, filters=filters
         )
 
 
@@ -119,6 +132,7 @@ def as_retriever(
     *,
     rag: RAG | None = None,
     allowed: Collection[str] = (),
+    filters: str | dict[str, Any] | None = None,
     index_dir: str | os.PathLike[str] | None = None,
 ) -> RagRetriever:
     """Our retrieval over the index folder `index` (or an open `rag`) as a LangChain `BaseRetriever`; see
@@ -136,6 +150,7 @@ def as_retriever(
         top_k=top_k,
         rag=rag,
         allowed=list(allowed),
+        filters=filters,
     )
 
 

@@ -163,7 +163,7 @@ def test_a_filtered_search_returns_k_allowed_rows_by_every_strategy(factory: str
     index.add([f"r{i}" for i in range(2000)], vectors)
     allowed = np.sort(rng.choice(2000, int(share * 2000), replace=False))
     queries = vectors[:5] + 0.1
-    scores, ids = index.search(queries, 10, allowed)
+    _, ids = index.search(queries, 10, allowed)
     allowed_ids = {f"r{i}" for i in allowed}
     assert all(len(row) == 10 and set(row) <= allowed_ids for row in ids)
     exact = [[f"r{allowed[i]}" for i in np.argsort(-(vectors[allowed] @ q), kind="stable")[:10]] for q in queries]

@@ -362,3 +362,21 @@ class TestRagChatModelStandard(ChatModelIntegrationTests):
     @property
     def chat_model_params(self) -> dict[str, Any]:
         return {"generator": EchoGenerator()}
+
+
+def test_retriever_takes_filters_per_retriever_and_per_call(tmp_path: Path) -> None:
+    from rag.retrieve.bm25 import BM25Retriever
+
+    make_corpus(tmp_path / "docs", 6)
+    pipeline = Pipeline(
+        {"bm25": BM25Retriever(top_k=5)},
+        inputs={"query": ["bm25.query"], "top_k": ["bm25.top_k"]},
+        outputs={"hits": "bm25.hits"},
+        indexing=IndexingSettings(chunker=CHUNKER),
+    )
+    rag = RAG(tmp_path / "index", pipeline)
+    rag.index(tmp_path / "docs")
+    only_two = as_retriever(rag=rag, filters="path in [doc2.md, doc4.md]")
+    assert {d.metadata["source"] for d in only_two.invoke("topic facts")} == {"doc2.md", "doc4.md"}
+    per_call = as_retriever(rag=rag).invoke("topic facts", filters={"path": "doc1.md"})
+    assert {d.metadata["source"] for d in per_call} == {"doc1.md"}
