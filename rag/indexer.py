@@ -357,10 +357,11 @@ def _sync_files(
     engine: IndexingEngine,
     select: Callable[[str], bool] | None,
 ) -> bool:
-    """Update `store` from the folder; returns whether any file record changed without new chunks."""
+    """Update `store` from the folder; returns whether any file record changed (which may bring no new chunks:
+    a touched file, or one whose front matter alone changed)."""
     seen: set[str] = set()
     todo: list[FileToRead] = []
-    stat_only = False
+    record_changed = False
     passed_over: list[tuple[str, str]] = []
     for path in walk_folder(root, settings.include, settings.exclude, settings.symlinks, passed_over):
         rel = path.relative_to(root).as_posix()
@@ -384,7 +385,7 @@ def _sync_files(
         if record and record.sha256 == digest:
             store.files[rel] = FileRecord(rel, stat.st_size, stat.st_mtime_ns, digest, record.chunk_ids)
             report.unchanged += 1
-            stat_only = True
+            record_changed = True
             continue
         todo.append(FileToRead(path, rel, stat.st_size, stat.st_mtime_ns, digest))
     report.skipped += [{"path": rel, "reason": reason} for rel, reason in passed_over]
@@ -403,7 +404,10 @@ def _sync_files(
             store.put_file(record, result.chunks)
             report.changed += existed
             report.added += not existed
-    return stat_only
+            record_changed = (
+                True  # its chunks may keep their ids with new metadata (front matter): commit, embed nothing
+            )
+    return record_changed
 
 
 def _fail(report: IndexReport, store: ChunkStore, rel: str, reason: str) -> None:

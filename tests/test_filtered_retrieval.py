@@ -117,3 +117,31 @@ def test_cli_filter(corpus: Path, tmp_path: Path) -> None:
     assert paths and all(path.startswith("gamma/") for path in paths)
     result = runner.invoke(main, ["query", "glaciers", "--filter", "tpye == md", *where])
     assert result.exit_code == 1 and "no chunk of this index has a field 'tpye'" in result.output
+
+
+def test_front_matter_becomes_fields_and_a_metadata_change_reindexes_without_embedding(tmp_path: Path) -> None:
+    from tests.fakes import HashRetriever
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "acme.md").write_text("---\nkind: contract\ntags: [acme, supply]\nsigned: 2026-01-05\n---\n# Acme\n\nterms")
+    (docs / "beta.md").write_text("---\nkind: memo\nsigned: 2025-11-30\n---\n# Beta\n\nterms of beta")
+    (docs / "plain.md").write_text("---\nthis is: [not, closed\n\n# Plain\n\nterms too")
+    rag = RAG(tmp_path / "idx", pipeline({"bm25": BM25Retriever()}))
+    rag.index(docs)
+    assert [h.chunk.path for h in rag.query("terms", filters="kind == contract")] == ["acme.md"]
+    assert [h.chunk.path for h in rag.query("terms", filters="tags in [supply]")] == ["acme.md"]
+    assert [h.chunk.path for h in rag.query("terms", filters="signed >= 2026-01-01")] == ["acme.md"]
+    assert "kind" not in rag.query("terms", filters="path == acme.md")[0].chunk.text  # taken out of the text
+    assert "this is" in rag.query("terms", filters="path == plain.md")[0].chunk.text  # not front matter: kept
+    (docs / "beta.md").write_text("---\nkind: contract\nsigned: 2025-11-30\n---\n# Beta\n\nterms of beta")
+    counting = RAG(tmp_path / "hash", pipeline({"vec": HashRetriever()}))
+    counting.index(docs)
+    (docs / "acme.md").write_text("---\nkind: draft\n---\n# Acme\n\nterms")
+    report = rag.index(docs)
+    assert report.changed == 2 and report.chunks_embedded == 0 and report.committed  # beta and acme
+    assert [h.chunk.path for h in rag.query("terms", filters="kind == contract")] == ["beta.md"]
+    hashed = counting.pipeline.components["vec"]
+    before = hashed.embedded
+    counting.index(docs)
+    assert hashed.embedded == before  # new metadata, same chunks: nothing embedded again

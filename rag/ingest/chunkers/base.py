@@ -29,7 +29,8 @@ class Chunker(Component, ABC):
     """Base class of chunkers: `split()` finds spans, `run()` turns them into `Chunk`s.
 
     A chunk's text is `document.text[start:end]` with surrounding whitespace moved out of the
-    span; empty spans are dropped. Its metadata holds "title", the span's metadata, the document's "encoding"
+    span; empty spans are dropped. Its metadata holds the document's "fields" (front matter: what filters test,
+    under its own names), "title", the span's metadata, the document's "encoding"
     when it has one (a text file not in UTF-8) and, when the document has "page_starts", "pages": the sorted
     1-based pages the chunk covers, and for a chunk over more than one page "page_breaks": the document offsets
     where its second, third... page begins.
@@ -47,6 +48,7 @@ class Chunker(Component, ABC):
         text, path = document.text, document.path
         title = document.metadata.get("title") or PurePosixPath(path).stem
         page_starts = document.metadata.get("page_starts")
+        fields = document.metadata.get("fields") or {}
         seen: dict[str, int] = {}
         chunks: list[Chunk] = []
         for span in self.split(text):
@@ -58,7 +60,7 @@ class Chunker(Component, ABC):
             end = start + len(stripped)
             occurrence = seen.get(stripped, 0)
             seen[stripped] = occurrence + 1
-            metadata = {"title": title, **span.metadata}
+            metadata = {**fields, "title": title, **span.metadata}
             if "encoding" in document.metadata:  # a text file read in another encoding than UTF-8
                 metadata["encoding"] = document.metadata["encoding"]
             if page_starts:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import datetime
 import itertools
 import re
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from rag.core.limits import ReadLimits
 from rag.ingest.loaders._common import decode_text
@@ -67,6 +70,7 @@ CODE_LANGUAGES: dict[str, str] = {
 }
 """Source-code extensions and the `language` recorded in their metadata."""
 
+_FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(?:\r?\n|\Z)", re.S)
 _MD_TITLE = re.compile(r"^#[ \t]+(.+?)(?:[ \t]+#+)?[ \t]*$")
 _MD_FENCE = re.compile(r"^ {0,3}(```|~~~)")
 _RST_ADORNMENT = re.compile(r"""^([=\-`:'"~^_*+#<>.])\1+\s*$""")
@@ -78,9 +82,41 @@ def load_text(data: bytes, path: Path, limits: ReadLimits) -> tuple[str, dict[st
 
 
 def load_markdown(data: bytes, path: Path, limits: ReadLimits) -> tuple[str, dict[str, Any]]:
-    """A Markdown file; the title is its first `# ` heading."""
-    text = decode_text(data)
-    return text, {"format": "markdown", "title": _markdown_title(text.splitlines())}
+    """A Markdown file; the title is its front matter's `title`, else its first `# ` heading. YAML front matter
+    (between `---` lines at the very top) is taken out of the text and its entries become `fields` (metadata
+    every chunk carries, for filters): strings, numbers, true/false, dates (as ISO strings) and lists of them."""
+    text, fields = front_matter(decode_text(data))
+    title = fields.get("title") if isinstance(fields.get("title"), str) else _markdown_title(text.splitlines())
+    return text, {"format": "markdown", "title": title, "fields": fields}
+
+
+def front_matter(text: str) -> tuple[str, dict[str, Any]]:
+    """`text` without its YAML front matter, and the front matter's usable entries; text that does not start
+    with a well-formed front matter mapping comes back whole, with no entries."""
+    found = _FRONT_MATTER.match(text)
+    if found is None:
+        return text, {}
+    try:
+        data = yaml.safe_load(found.group(1))
+    except yaml.YAMLError:
+        return text, {}
+    if not isinstance(data, dict):
+        return text, {}
+    fields = {str(key): value for key, value in ((k, _field(v)) for k, v in data.items()) if value is not None}
+    return text[found.end() :], fields
+
+
+def _field(value: Any) -> Any:
+    """A front matter value as chunk metadata: dates as ISO strings (which order as dates do); None for what a
+    filter cannot test (mappings, empty values)."""
+    if isinstance(value, datetime.date):
+        return value.isoformat()
+    if isinstance(value, str | int | float | bool):
+        return value
+    if isinstance(value, list) and value:
+        items = [_field(item) for item in value]
+        return items if all(isinstance(item, str | int | float | bool) for item in items) else None
+    return None
 
 
 def load_rst(data: bytes, path: Path, limits: ReadLimits) -> tuple[str, dict[str, Any]]:
