@@ -34,18 +34,18 @@ __all__ = [
 
 
 class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
     role: str
     content: str | list[dict[str, Any]] | None = None
 
 
 class StreamOptions(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
     include_usage: bool = False
 
 
 class GenerationRequest(BaseModel):
-    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False, strict=True)
     model: str = Field(description="A served pipeline's name (see /v1/models).")
     stream: bool = False
     stream_options: StreamOptions | None = None
@@ -80,7 +80,7 @@ class CompletionRequest(GenerationRequest):
 
 
 class EmbeddingRequest(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
     model: str = Field(description="A served pipeline's name; its dense embedding model embeds the input.")
     input: str | Annotated[list[str], Field(min_length=1)] = Field(
         description="A text or a list of texts (not tokens: the server has no tokenizer of OpenAI's models)."

@@ -34,6 +34,7 @@ from rag.serve.openai_protocol import (
     EmbeddingList,
     EmbeddingRequest,
     GenerationRequest,
+    ModelCard,
     ModelList,
     TextCompletion,
     last_user_message,
@@ -79,6 +80,16 @@ def openai_router(service: RagService, metrics: Metrics) -> APIRouter:
             {"id": name, "object": "model", "created": service.started, "owned_by": "rag"} for name in service.served
         ]
         return JSONResponse({"object": "list", "data": data})
+
+    @router.get(
+        "/models/{model_id}",
+        response_model=ModelCard,
+        summary="One served pipeline",
+        responses=error_responses(404, 500),
+    )
+    async def model(model_id: str) -> Response:
+        served = service.get(model_id)
+        return JSONResponse({"id": served.name, "object": "model", "created": service.started, "owned_by": "rag"})
 
     async def run(
         body: GenerationRequest, question: str, max_tokens: int | None, request: Request, kind: str

@@ -216,7 +216,7 @@ def request_models(pipeline: Pipeline, settings: ServerSettings) -> RequestModel
     if top_k:
         query_fields["top_k"] = _top_k_field(pipeline, settings, "hits")
     query_fields["filters"] = FILTERS_FIELD
-    strict = ConfigDict(extra="forbid", allow_inf_nan=False)
+    strict = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
     query = create_model("QueryRequest", __config__=strict, **query_fields)
     if "answer" not in pipeline.outputs:
         return RequestModels(query, None, top_k, (), {})

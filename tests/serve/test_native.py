@@ -123,6 +123,12 @@ def test_generator_without_decoding_input_takes_no_decoding_options(echo_index: 
         assert other.post("/v1/answer", json={"question": "otters"}).json()["citations"]
 
 
+def test_fields_are_strictly_typed(client: httpx.Client) -> None:
+    for value in (True, "5", 5.0):
+        assert_envelope(client.post("/v1/query", json={"query": "otters", "top_k": value}), 422, "top_k")
+    assert_envelope(client.post("/v1/answer", json={"question": "otters?", "stream": "yes"}), 422, "stream")
+
+
 def test_filters_limit_query_and_answer_and_bad_ones_are_400s(client: httpx.Client) -> None:
     question = "what do sea otters eat and why does bread rise"
     for filters in ("path == bread.md", {"path": {"$in": ["bread.md"]}}):

@@ -61,6 +61,17 @@ def test_chat_completion(client: openai.OpenAI, server: tuple[str, EchoGenerator
     assert server[1].seen[-1] == {"max_tokens": 4, "strategy": "sample", "temperature": 0.3, "seed": 1}
 
 
+def test_one_model_and_strictly_typed_fields(client: openai.OpenAI) -> None:
+    model = client.models.retrieve("echo")
+    assert (model.id, model.object, model.owned_by) == ("echo", "model", "rag")
+    with pytest.raises(openai.NotFoundError, match="does not exist"):
+        client.models.retrieve("nope")
+    messages: Any = [{"role": "user", "content": "What do sea otters eat?"}]
+    for field, value in (("max_tokens", "5"), ("max_tokens", True), ("stream", 1), ("temperature", "0.5")):
+        with pytest.raises(openai.UnprocessableEntityError, match=field):
+            client.chat.completions.create(model="echo", messages=messages, extra_body={field: value})
+
+
 def test_chat_completion_takes_filters_as_an_extra_body_field(client: openai.OpenAI) -> None:
     messages: Any = [{"role": "user", "content": "What do sea otters eat?"}]
     completion = client.chat.completions.create(
