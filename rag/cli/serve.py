@@ -1,4 +1,4 @@
-"""`rag serve`: the HTTP API, locally or on Ray Serve."""
+"""`rag serve` (the HTTP API, locally or on Ray Serve) and `rag mcp` (the index to MCP clients over stdio)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,11 @@ from rag.cli.common import (
     index_dir_option,
     index_option,
     index_path,
+    pipeline_option,
 )
 from rag.core.errors import ConfigError
 
-__all__ = ["serve_cmd"]
+__all__ = ["mcp_cmd", "serve_cmd"]
 
 
 @click.command("serve")
@@ -171,3 +172,24 @@ def _replica_range(text: str) -> tuple[int, int]:
     if not (sep and low.strip().isdigit() and high.strip().isdigit()):
         raise ConfigError(f"--autoscale must be MIN-MAX replicas, like 1-4; got {text!r}")
     return int(low), int(high)
+
+
+@click.command("mcp")
+@index_option
+@index_dir_option
+@pipeline_option
+@allow_option
+def mcp_cmd(index: str, index_dir: str | None, pipeline: str | None, allowed: tuple[str, ...]) -> None:
+    """Serve the index to MCP clients (agents, IDEs) over stdio: tools search, ask and list_indexes.
+
+    Configure a client with the command `rag mcp --index NAME` (see docs/serving.md).
+    """
+    from rag.api import RAG
+    from rag.integrations.mcp import mcp_server
+
+    with guard(False):
+        root = index_path(index, index_dir)
+        rag = RAG(root, pipeline, allowed)
+        rag.folder.require_current()  # a missing index is an error now, not at the first tool call
+        server = mcp_server(rag, root.parent)
+    server.run("stdio")

@@ -1,0 +1,64 @@
+"""`rag mcp`: the index's tools through the official MCP SDK client, over stdio, against a real subprocess."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+mcp = pytest.importorskip("mcp", reason="the mcp package is not installed (pip install 'rag[mcp]')")
+
+from rag.api import RAG  # noqa: E402
+from rag.core.serialization import dump_pipeline  # noqa: E402
+from tests.serve.fakes import answer_pipeline  # noqa: E402
+from tests.serve.helpers import write_docs  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+async def session(index_dir: Path, pipeline: Path, calls: list[tuple[str, dict[str, Any]]]) -> list[Any]:
+    command = ["-c", "from rag.cli import main; main()", "mcp", "--index", "docs", "--index-dir", str(index_dir)]
+    command += ["--pipeline", str(pipeline), "--allow", "tests.fakes.EchoGenerator"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    params = mcp.StdioServerParameters(command=sys.executable, args=command, env=env, cwd=str(REPO))
+    async with mcp.Client(params) as client:
+        listed = await client.list_tools()
+        results: list[Any] = [sorted(tool.name for tool in listed.tools)]
+        for name, arguments in calls:
+            results.append(await client.call_tool(name, arguments))
+        return results
+
+
+def test_search_ask_and_list_over_stdio(tmp_path: Path) -> None:
+    pipeline = tmp_path / "echo.yaml"
+    pipeline.write_text(dump_pipeline(answer_pipeline()))
+    RAG(tmp_path / "indexes" / "docs", answer_pipeline()).index(write_docs(tmp_path / "docs"))
+    calls = [
+        ("search", {"query": "what do sea otters eat and why does bread rise", "top_k": 2}),
+        ("search", {"query": "sea otters and bread", "filters": "path == bread.md"}),
+        ("ask", {"question": "What do sea otters eat?"}),
+        ("list_indexes", {}),
+        ("search", {"query": "   "}),
+        ("search", {"query": "otters", "filters": "tenant == acme"}),
+    ]
+    tools, hits, filtered, answer, indexes, empty, unknown = asyncio.run(session(tmp_path / "indexes", pipeline, calls))
+    assert tools == ["ask", "list_indexes", "search"]
+    assert hits.structured_content["hits"][0]["source"]["path"] == "otters.md"
+    assert len(hits.structured_content["hits"]) == 2
+    assert [h["source"]["path"] for h in filtered.structured_content["hits"]] == ["bread.md"]
+    assert answer.structured_content["citations"][0]["source"]["path"] == "otters.md"
+    assert answer.structured_content["abstained"] is False
+    assert indexes.structured_content["indexes"][0] | {"updated": None} == {
+        "name": "docs",
+        "served": True,
+        "files": 4,
+        "chunks": indexes.structured_content["indexes"][0]["chunks"],
+        "pipeline": "echo",
+        "updated": None,
+    }
+    assert empty.is_error and "the query is empty" in empty.content[0].text
+    assert unknown.is_error and "no chunk of this index has a field 'tenant'" in unknown.content[0].text
