@@ -229,6 +229,18 @@ class RAG:
         """The folder of the index's live generation (None before anything was indexed)."""
         return self.folder.current()
 
+    def summary(self) -> dict[str, Any]:
+        """What the live generation holds: `files`, `chunks`, the `pipeline` name, when it was `updated`, and the
+        `source` it mirrors (an IndexNotFoundError before anything was indexed)."""
+        manifest = self.folder.manifest(self.folder.require_current())
+        return {
+            "files": manifest["counts"]["files"],
+            "chunks": manifest["counts"]["chunks"],
+            "pipeline": manifest["pipeline"].get("name", ""),
+            "updated": manifest.get("updated"),
+            "source": manifest.get("root"),
+        }
+
     def mirrored_source(self) -> str | None:
         """What the live generation was built from (a folder's path, a loader's label); None before any."""
         current = self.folder.current()

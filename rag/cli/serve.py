@@ -185,7 +185,7 @@ def mcp_cmd(index: str, index_dir: str | None, pipeline: str | None, allowed: tu
     Configure a client with the command `rag mcp --index NAME` (see docs/serving.md).
     """
     from rag.api import RAG
-    from rag.integrations.mcp import mcp_server
+    from rag.serve.mcp import mcp_server
 
     with guard(False):
         root = index_path(index, index_dir)

@@ -10,6 +10,7 @@ first request. `serve()` runs it on uvicorn, in this process or in several worke
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -24,7 +25,8 @@ from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 from pydantic import BaseModel
 
 from rag import __version__
-from rag.serve.auth import require_api_key
+from rag.core.errors import MissingDependencyError
+from rag.serve.auth import KeyGuard, require_api_key
 from rag.serve.documents import DocumentFolder, JobQueue
 from rag.serve.documents_routes import documents_router
 from rag.serve.errors import ErrorEnvelope, error_responses, install_error_handlers
@@ -65,6 +67,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         settings.index, service.default.pipeline, settings.job_memory_mb, settings.job_timeout_s, settings.index_wait_s
     )
     jobs = JobQueue(documents, run, lambda: service.sync(wait=True, strict=True))
+    mcp = _mcp_tools(service, settings)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -77,7 +80,8 @@ def create_app(settings: ServerSettings) -> FastAPI:
         await anyio.to_thread.run_sync(jobs.recover)
         await anyio.to_thread.run_sync(service.start)
         try:
-            yield
+            async with mcp.session_manager.run() if mcp is not None else contextlib.nullcontext():
+                yield
         finally:
             await anyio.to_thread.run_sync(jobs.close)
 
@@ -93,6 +97,9 @@ def create_app(settings: ServerSettings) -> FastAPI:
     app.include_router(native_router(service, models, metrics), dependencies=auth, responses=refused)
     app.include_router(openai_router(service, metrics), dependencies=auth, responses=refused)
     app.include_router(documents_router(documents, jobs), dependencies=auth, responses=refused)
+    if mcp is not None:  # the MCP tools over streamable HTTP, behind the same keys
+        tools = mcp.streamable_http_app(streamable_http_path="/", stateless_http=True, json_response=True)
+        app.mount("/mcp", KeyGuard(tools, settings.api_keys) if settings.api_keys else tools)
 
     @app.get(
         "/metrics",
@@ -164,3 +171,20 @@ def serve(settings: ServerSettings, port: int = 8000, workers: int = 1, log_leve
     app = create_app(settings)
     app.state.service.start()  # here, so that a model or index that cannot load is reported before listening
     uvicorn.run(app, host=settings.host, port=port, log_level=log_level)
+
+
+def _mcp_tools(service: RagService, settings: ServerSettings) -> Any:
+    """The MCP server of the default pipeline's tools (docs/serving.md), or None without the `mcp` package."""
+    try:
+        from rag.serve.mcp import describe_index, tools_server
+
+        return tools_server(
+            lambda query, top_k, filters: service.query(service.default, query, top_k, filters),
+            lambda question, mode, top_k, filters: service.ask(
+                service.default, question, top_k, None, answer_mode=mode, filters=filters
+            ),
+            lambda: [describe_index(settings.index, True)],
+        )
+    except MissingDependencyError:
+        logger.info("the mcp package is not installed: no MCP tools at /mcp/ (pip install 'rag[mcp]')")
+        return None

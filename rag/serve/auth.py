@@ -5,15 +5,18 @@ refers to a local object.
 """
 
 import hmac
+import json
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from rag.serve.errors import ApiError
 
-__all__ = ["key_matches", "require_api_key"]
+__all__ = ["KeyGuard", "key_matches", "require_api_key"]
+
+_NO_KEY = "this server needs an API key: send the header 'Authorization: Bearer YOUR_KEY'"
 
 
 def key_matches(given: str, keys: Sequence[str]) -> bool:
@@ -34,7 +37,7 @@ def require_api_key(keys: Sequence[str]) -> Callable[..., Awaitable[None]]:
         if credentials is None or not credentials.credentials:
             raise ApiError(
                 401,
-                "this server needs an API key: send the header 'Authorization: Bearer YOUR_KEY'",
+                _NO_KEY,
                 code="missing_api_key",
                 headers={"WWW-Authenticate": "Bearer"},
             )
@@ -42,3 +45,41 @@ def require_api_key(keys: Sequence[str]) -> Callable[..., Awaitable[None]]:
             raise ApiError(403, "the API key is not valid for this server", code="invalid_api_key")
 
     return check
+
+
+class KeyGuard:
+    """An ASGI app in front of another (the MCP tools) that admits only requests bearing one of `keys`, refusing
+    the others as `require_api_key` does (401 without a key, 403 with a wrong one; the one error envelope)."""
+
+    def __init__(self, app: Any, keys: Sequence[str]) -> None:
+        self.app = app
+        self.keys = tuple(keys)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]}
+        scheme, _, key = headers.get("authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and key and key_matches(key, self.keys):
+            await self.app(scope, receive, send)
+            return
+        status, message, code = (
+            (403, "the API key is not valid for this server", "invalid_api_key")
+            if key
+            else (
+                401,
+                "this server needs an API key: send the header 'Authorization: Bearer YOUR_KEY'",
+                "missing_api_key",
+            )
+        )
+        body = json.dumps({"error": {"message": message, "type": "authentication_error", "param": None, "code": code}})
+        extra = [(b"www-authenticate", b"Bearer")] if status == 401 else []
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(b"content-type", b"application/json"), *extra],
+            }
+        )
+        await send({"type": "http.response.body", "body": body.encode()})

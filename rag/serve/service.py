@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from rag.api import RAG
+from rag.api import RAG, FilterLike
 from rag.core.errors import ConfigError, IndexStoreError
 from rag.core.pipeline import Pipeline
 from rag.core.types import Answer, Hit
@@ -201,7 +201,7 @@ class RagService:
             yield rag
 
     def query(
-        self, served: ServedPipeline, query: str, top_k: int | None, filters: str | dict[str, Any] | None = None
+        self, served: ServedPipeline, query: str, top_k: int | None, filters: FilterLike | None = None
     ) -> list[Hit]:
         with self.reading(served) as rag:
             return rag.query(query, top_k, filters)
@@ -214,7 +214,7 @@ class RagService:
         decoding: Mapping[str, Any] | None,
         on_token: Callable[[str], None] | None = None,
         answer_mode: str | None = None,
-        filters: str | dict[str, Any] | None = None,
+        filters: FilterLike | None = None,
     ) -> Answer:
         """An answer; `on_token` gets the text as it is generated (all at once if the pipeline cannot stream)."""
         if not served.answers:

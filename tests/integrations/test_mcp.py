@@ -52,13 +52,46 @@ def test_search_ask_and_list_over_stdio(tmp_path: Path) -> None:
     assert [h["source"]["path"] for h in filtered.structured_content["hits"]] == ["bread.md"]
     assert answer.structured_content["citations"][0]["source"]["path"] == "otters.md"
     assert answer.structured_content["abstained"] is False
-    assert indexes.structured_content["indexes"][0] | {"updated": None} == {
-        "name": "docs",
-        "served": True,
-        "files": 4,
-        "chunks": indexes.structured_content["indexes"][0]["chunks"],
-        "pipeline": "echo",
-        "updated": None,
-    }
+    (described,) = indexes.structured_content["indexes"]
+    assert (described["name"], described["served"], described["files"], described["pipeline"]) == (
+        "docs",
+        True,
+        4,
+        "echo",
+    )
     assert empty.is_error and "the query is empty" in empty.content[0].text
     assert unknown.is_error and "no chunk of this index has a field 'tenant'" in unknown.content[0].text
+
+
+def test_the_same_tools_on_rag_serve_behind_the_api_keys(tmp_path: Path) -> None:
+    import httpx2
+    from mcp.client.streamable_http import streamable_http_client
+
+    from tests.serve.helpers import build_index, serving
+
+    index = build_index(tmp_path, answer_pipeline())
+
+    async def call(url: str, key: str | None) -> Any:
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        async with httpx2.AsyncClient(headers=headers) as http:
+            transport = streamable_http_client(url, http_client=http)
+            async with mcp.Client(transport) as client:
+                return await client.call_tool("search", {"query": "sea otters", "top_k": 1})
+
+    with serving(index, answer_pipeline(), api_keys=("k-one",)) as client:
+        url = f"{str(client.base_url).rstrip('/')}/mcp/"
+        result = asyncio.run(call(url, "k-one"))
+        assert result.structured_content["hits"][0]["source"]["path"] == "otters.md"
+        for key, status in ((None, 401), ("k-two", 403)):
+            response = client.post(
+                "/mcp/",
+                json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+                headers={
+                    **({"Authorization": f"Bearer {key}"} if key else {}),
+                    "Accept": "application/json, text/event-stream",
+                },
+            )
+            assert response.status_code == status
+            assert set(response.json()["error"]) == {"message", "type", "param", "code"}
+            with pytest.raises(Exception):  # noqa: B017 - the SDK's client raises its own error for a refusal
+                asyncio.run(call(url, key))

@@ -1,0 +1,105 @@
+"""The index as a Model Context Protocol server (the official `mcp` SDK): `rag mcp --index NAME` over stdio, and
+the same tools at `/mcp/` of `rag serve` (streamable HTTP, behind the server's API keys).
+
+Tools, with structured results:
+
+    search(query, top_k=5, filters=None)                      the retrieval hits (as `rag query --json`)
+    ask(question, answer_mode=None, top_k=None, filters=None)  the answer, its citations and abstention
+    list_indexes()                                            the indexes in the folder of indexes
+
+`filters` takes a metadata filter in its string or JSON form (docs/filters.md). Errors (an empty query, an
+unknown filter field) come back as tool errors with rag's one-line message.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from rag.api import RAG, FilterLike
+from rag.core.errors import MissingDependencyError, RagError
+from rag.core.types import Answer, Hit
+
+__all__ = ["describe_index", "mcp_server", "tools_server"]
+
+
+def mcp_server(rag: RAG, index_dir: Path | None = None) -> Any:
+    """An `MCPServer` whose tools search and ask `rag` (one call at a time); `list_indexes` lists the indexes
+    in `index_dir`."""
+    lock = threading.Lock()  # one pipeline: one call at a time
+
+    def query(query: str, top_k: int | None, filters: FilterLike | None) -> list[Hit]:
+        with lock:
+            return rag.query(query, top_k, filters)
+
+    def ask(question: str, answer_mode: str | None, top_k: int | None, filters: FilterLike | None) -> Answer:
+        with lock:
+            return rag.ask(question, top_k, answer_mode=answer_mode, filters=filters)
+
+    def indexes() -> list[dict[str, Any]]:
+        folders = sorted(p for p in index_dir.iterdir() if (p / "CURRENT").is_file()) if index_dir else []
+        return [describe_index(folder, folder == rag.folder.root) for folder in folders or [rag.folder.root]]
+
+    return tools_server(query, ask, indexes)
+
+
+def tools_server(
+    find: Callable[[str, int | None, FilterLike | None], list[Hit]],
+    answer: Callable[[str, str | None, int | None, FilterLike | None], Answer],
+    indexes: Callable[[], list[dict[str, Any]]],
+) -> Any:
+    """An `MCPServer` with the tools `search` (over `find`), `ask` (over `answer`) and `list_indexes`; a RagError
+    they raise becomes a tool error with its message."""
+    try:
+        from mcp.server.mcpserver import MCPServer
+        from mcp.server.mcpserver.exceptions import ToolError
+    except ImportError as exc:
+        raise MissingDependencyError("mcp", "mcp", "the MCP server") from exc
+    server = MCPServer(
+        "rag",
+        instructions="Search and question the documents of this index; cite the passages the answers come from.",
+    )
+
+    async def guarded(call: Callable[[], Any]) -> Any:
+        """`call` in a worker thread (the server's event loop goes on), a RagError as a tool error."""
+        try:
+            return await anyio.to_thread.run_sync(call)
+        except RagError as exc:
+            raise ToolError(str(exc)) from None
+
+    @server.tool(description="Find the passages of the indexed documents that best match a query.")
+    async def search(query: str, top_k: int = 5, filters: str | dict[str, Any] | None = None) -> dict[str, Any]:
+        hits = await guarded(lambda: find(query, top_k, filters))
+        return {"hits": [hit.to_dict() for hit in hits]}
+
+    @server.tool(
+        description="Answer a question from the indexed documents, citing the passages used, or abstain when "
+        "they do not answer it (abstained: true).",
+    )
+    async def ask(
+        question: str,
+        answer_mode: str | None = None,
+        top_k: int | None = None,
+        filters: str | dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        result: Answer = await guarded(lambda: answer(question, answer_mode, top_k, filters))
+        return result.to_dict()
+
+    @server.tool(description="The indexes this server can see: name, documents, chunks, pipeline, last update.")
+    async def list_indexes() -> dict[str, Any]:
+        return {"indexes": await guarded(indexes)}
+
+    return server
+
+
+def describe_index(folder: Path, served: bool) -> dict[str, Any]:
+    """Name, files, chunks, pipeline and last update of the index in `folder` (or the error that stops reading
+    it)."""
+    try:
+        return {"name": folder.name, "served": served, **RAG(folder).summary()}
+    except RagError as exc:
+        return {"name": folder.name, "served": served, "error": str(exc)}
