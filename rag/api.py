@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Callable, Collection, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from rag.core.filters import Filter, parse_filter
 from rag.core.pipeline import Pipeline
 from rag.core.serialization import load_pipeline, pipeline_from_dict
 from rag.core.streaming import stream_call
+from rag.core.tracing import record_text, span
 from rag.core.types import Answer, Hit
 from rag.indexer import (
     IndexingEngine,
@@ -125,7 +127,11 @@ class RAG:
         """
         if not isinstance(query, str) or not query.strip():
             raise ConfigError(f"the query is empty ({query!r}); search for words")
-        return self._run(query, top_k, "hits", self._filtered(filters, allow_unknown_fields))
+        with span("rag.query", pipeline=self.pipeline.name, top_k=top_k, filtered=filters is not None) as current:
+            record_text(current, "rag.query_text", query)
+            hits: list[Hit] = self._run(query, top_k, "hits", self._filtered(filters, allow_unknown_fields))
+            current.set_attribute("rag.hits", len(hits))
+        return hits
 
     def ask(
         self,
@@ -154,15 +160,22 @@ class RAG:
         if decoding:
             extra["decoding"] = dict(decoding)
         sent = False
-        if on_token is not None:
+        with span("rag.ask", pipeline=self.pipeline.name, top_k=top_k, answer_mode=answer_mode) as current:
+            record_text(current, "rag.question", question)
+            started = time.perf_counter()
+            if on_token is not None:
 
-            def forward(piece: str) -> None:
-                nonlocal sent
-                sent = True
-                on_token(piece)
+                def forward(piece: str) -> None:
+                    nonlocal sent
+                    if not sent:
+                        current.set_attribute("rag.first_token_ms", (time.perf_counter() - started) * 1000)
+                    sent = True
+                    on_token(piece)
 
-            extra["on_token"] = forward
-        answer: Answer = self._run(question, top_k, "answer", extra)
+                extra["on_token"] = forward
+            answer: Answer = self._run(question, top_k, "answer", extra)
+            current.set_attribute("rag.abstained", answer.abstained)
+            current.set_attribute("rag.citations", len(answer.citations))
         if on_token is not None and not sent and answer.text:
             on_token(answer.text)  # nothing was generated (extractive, abstained): the whole text at once
         return answer

@@ -31,6 +31,7 @@ from typing import Any, Protocol
 from rag.core.errors import IncompatibleIndexError, InputPathError, LoaderError
 from rag.core.limits import ReadLimits
 from rag.core.pipeline import IndexingSettings, Pipeline
+from rag.core.tracing import span
 from rag.core.types import Chunk
 from rag.ingest.loaders import load_document
 from rag.ingest.walk import walk_folder
@@ -308,6 +309,23 @@ def update_index(
     Then, when anything changed, the new chunks are embedded (through `engine`), removed ones dropped from
     every retriever, and a new generation is committed atomically. With `strict`, a failed item writes nothing.
     """
+    with span("rag.index", pipeline=pipeline.name, rebuild=rebuild) as current:
+        report = _update_index(index_dir, pipeline, source, strict, rebuild, wait, progress, engine)
+        for key, value in (*report.to_dict()["files"].items(), ("chunks_embedded", report.chunks_embedded)):
+            current.set_attribute(f"rag.{key}", value)
+    return report
+
+
+def _update_index(
+    index_dir: str | os.PathLike[str],
+    pipeline: Pipeline,
+    source: Source,
+    strict: bool,
+    rebuild: bool,
+    wait: float,
+    progress: Progress | None,
+    engine: IndexingEngine | None,
+) -> IndexReport:
     started = time.perf_counter()
     index = IndexFolder(index_dir)
     wanted = fingerprint(pipeline)

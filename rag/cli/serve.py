@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from rag.cli.common import (
@@ -67,6 +69,12 @@ __all__ = ["mcp_cmd", "serve_cmd"]
     help="Time one indexing job of uploads may run before it is stopped.",
 )
 @click.option(
+    "--otel",
+    is_flag=True,
+    help="Export OpenTelemetry traces over OTLP/HTTP (also when $OTEL_EXPORTER_OTLP_ENDPOINT is set); "
+    "needs pip install 'rag[otel]'.",
+)
+@click.option(
     "--engine",
     type=click.Choice(["local", "ray"]),
     default="local",
@@ -106,6 +114,7 @@ def serve_cmd(
     max_upload_mb: float,
     job_memory_mb: float,
     job_timeout_s: float,
+    otel: bool,
     engine: str,
     address: str | None,
     replicas: int,
@@ -144,6 +153,7 @@ def serve_cmd(
             max_upload_mb=max_upload_mb,
             job_memory_mb=job_memory_mb,
             job_timeout_s=job_timeout_s,
+            otel=otel or bool(os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")),
         )
         if check_engine(engine, address) == "ray":
             from rag.distributed.ray_serve import RayServeSettings, serve_with_ray

@@ -25,6 +25,7 @@ from typing import Any
 from rag.core.component import Component, InputSocket, input_sockets
 from rag.core.errors import ConfigError, PipelineError
 from rag.core.limits import LIMIT_SETTINGS, ReadLimits
+from rag.core.tracing import span
 
 __all__ = ["Connection", "IndexingSettings", "Pipeline"]
 
@@ -352,7 +353,9 @@ class Pipeline:
                 elif (comp, socket.name) in given:
                     value = given[(comp, socket.name)]
                     kwargs[socket.name] = [value] if socket.variadic else value
-            result = self.components[comp].run(**kwargs)
+            with span("rag.component", component=comp, type=type(self.components[comp]).__name__) as current:
+                result = self.components[comp].run(**kwargs)
+                _describe_result(current, result)
             missing = set(self.components[comp].outputs) - set(result or {})
             if missing:
                 raise PipelineError(
@@ -450,3 +453,16 @@ def _compatible(sent: Any, accepted: Any) -> bool:
             _compatible(s, a) for s, a in zip(sent_args, accepted_args, strict=True)
         )
     return isinstance(sent, type) and isinstance(accepted, type) and issubclass(sent, accepted)
+
+
+def _describe_result(current: Any, result: Any) -> None:
+    """Counts of a component's result on its span: hits out, tokens used."""
+    if not isinstance(result, dict):
+        return
+    if isinstance(result.get("hits"), list):
+        current.set_attribute("rag.hits", len(result["hits"]))
+    usage = result.get("usage")
+    if isinstance(usage, dict):
+        for key in ("prompt_tokens", "completion_tokens"):
+            if isinstance(usage.get(key), int):
+                current.set_attribute(f"rag.{key}", usage[key])

@@ -41,6 +41,7 @@ from rag.serve.routes import health_router, native_router
 from rag.serve.service import RagService
 from rag.serve.settings import SETTINGS_ENV, ServerSettings, is_loopback
 from rag.serve.streaming import component_schemas
+from rag.serve.tracing import configure_otel
 
 __all__ = ["app_from_env", "create_app", "serve"]
 
@@ -85,6 +86,8 @@ def create_app(settings: ServerSettings) -> FastAPI:
         finally:
             await anyio.to_thread.run_sync(jobs.close)
 
+    if settings.otel:
+        configure_otel()
     app = FastAPI(title="rag", version=__version__, description=_DESCRIPTION, lifespan=lifespan)
     app.state.service = service
     app.state.metrics = metrics

@@ -49,6 +49,7 @@ class ServerSettings:
     index_wait_s: float = 600.0
     job_memory_mb: float = 4096.0
     job_timeout_s: float = 3600.0
+    otel: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "index", Path(self.index))
