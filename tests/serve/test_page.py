@@ -1,7 +1,10 @@
-"""The web page in real headless Chromium: ask, watch the answer stream in, click a citation."""
+"""The web page in real headless Chromium: ask, watch the answer stream in, click a citation, see an abstention
+and an error. `RAG_SCREENSHOTS=docs timeout 300 pytest tests/serve/test_page.py` refreshes the screenshots of
+docs/serving.md."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -58,4 +61,30 @@ def test_ask_watch_the_stream_and_open_a_citation(browser: Any, echo_index: Path
         assert "bread.md" in browser.find_element(By.ID, "passage-source").text
         assert "yeast ferments sugars" in browser.find_element(By.ID, "passage-text").text
         assert "bread.md" in browser.find_element(By.ID, "sources").text
-        browser.save_screenshot(str(echo_index.parent / "page.png"))
+        screenshot(browser, echo_index.parent, "page-answer.png")
+
+        ask(browser, "zzzq qqxz")  # no passage matches: the page says the documents do not answer it
+        status = browser.find_element(By.ID, "status")
+        wait.until(lambda _: "do not answer" in status.text)
+        assert "error" not in (status.get_attribute("class") or "")
+        assert browser.find_element(By.ID, "sources").text == ""
+        screenshot(browser, echo_index.parent, "page-abstention.png")
+
+        ask(browser, "why " * 1500)  # over the server's 4,000 characters: its error, shown as one
+        wait.until(lambda _: "error" in (status.get_attribute("class") or ""))
+        assert "4000" in status.text or "4,000" in status.text or "at most" in status.text
+        screenshot(browser, echo_index.parent, "page-error.png")
+
+
+def ask(browser: Any, question: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    field = browser.find_element(By.ID, "question")
+    field.clear()
+    field.send_keys(question)
+    browser.find_element(By.ID, "ask").click()
+
+
+def screenshot(browser: Any, folder: Path, name: str) -> None:
+    """Into `folder`, or into $RAG_SCREENSHOTS (docs/ when refreshing the screenshots of docs/serving.md)."""
+    browser.save_screenshot(str(Path(os.environ.get("RAG_SCREENSHOTS") or folder) / name))
