@@ -254,6 +254,36 @@ class RAG:
             "source": manifest.get("root"),
         }
 
+    def documents(self) -> list[dict[str, Any]]:
+        """The documents of the live generation: `path`, `title`, `size` (bytes of the file) and `chunks`."""
+        self._load()
+        assert self._store is not None
+        listed = []
+        for path, record in sorted(self._store.files.items()):
+            first = self._store.chunks.get(record.chunk_ids[0]) if record.chunk_ids else None
+            title = first.metadata.get("title") if first is not None else None
+            listed.append({"path": path, "title": title, "size": record.size, "chunks": len(record.chunk_ids)})
+        return listed
+
+    def document_text(self, path: str) -> str:
+        """A document's text as the index holds it: its chunks laid out by their offsets (overlaps once; a blank
+        line where the chunker left text out). An IndexNotFoundError names a path the index does not hold."""
+        self._load()
+        assert self._store is not None
+        record = self._store.files.get(path)
+        if record is None:
+            raise IndexNotFoundError(f"the index has no document '{path}'; list them with RAG.documents()")
+        pieces: list[str] = []
+        cursor = 0
+        for chunk in sorted(self._store.get(list(record.chunk_ids)), key=lambda c: (c.start, c.end)):
+            if chunk.end <= cursor:
+                continue
+            if pieces and chunk.start > cursor:
+                pieces.append("\n\n")
+            pieces.append(chunk.text[max(0, cursor - chunk.start) :])
+            cursor = chunk.end
+        return "".join(pieces)
+
     def mirrored_source(self) -> str | None:
         """What the live generation was built from (a folder's path, a loader's label); None before any."""
         current = self.folder.current()

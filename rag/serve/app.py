@@ -187,6 +187,8 @@ def _mcp_tools(service: RagService, settings: ServerSettings) -> Any:
                 service.default, question, top_k, None, answer_mode=mode, filters=filters
             ),
             lambda: [describe_index(settings.index, True)],
+            lambda: service.read(service.default, lambda rag: rag.documents()),
+            lambda path: service.read(service.default, lambda rag: rag.document_text(path)),
         )
     except MissingDependencyError:
         logger.info("the mcp package is not installed: no MCP tools at /mcp/ (pip install 'rag[mcp]')")

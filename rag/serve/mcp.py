@@ -1,7 +1,8 @@
 """The index as a Model Context Protocol server (the official `mcp` SDK): `rag mcp --index NAME` over stdio, and
 the same tools at `/mcp/` of `rag serve` (streamable HTTP, behind the server's API keys).
 
-Tools, with structured results:
+Resources: `rag://documents` (the documents: path, title, size, chunks) and `rag://documents/{+path}` (one
+document's text as the index holds it). Tools, with structured results:
 
     search(query, top_k=5, filters=None)                      the retrieval hits (as `rag query --json`)
     ask(question, answer_mode=None, top_k=None, filters=None)  the answer, its citations and abstention
@@ -13,6 +14,7 @@ unknown filter field) come back as tool errors with rag's one-line message.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -44,13 +46,23 @@ def mcp_server(rag: RAG, index_dir: Path | None = None) -> Any:
         folders = sorted(p for p in index_dir.iterdir() if (p / "CURRENT").is_file()) if index_dir else []
         return [describe_index(folder, folder == rag.folder.root) for folder in folders or [rag.folder.root]]
 
-    return tools_server(query, ask, indexes)
+    def documents() -> list[dict[str, Any]]:
+        with lock:
+            return rag.documents()
+
+    def document(path: str) -> str:
+        with lock:
+            return rag.document_text(path)
+
+    return tools_server(query, ask, indexes, documents, document)
 
 
 def tools_server(
     find: Callable[[str, int | None, FilterLike | None], list[Hit]],
     answer: Callable[[str, str | None, int | None, FilterLike | None], Answer],
     indexes: Callable[[], list[dict[str, Any]]],
+    documents: Callable[[], list[dict[str, Any]]],
+    document: Callable[[str], str],
 ) -> Any:
     """An `MCPServer` with the tools `search` (over `find`), `ask` (over `answer`) and `list_indexes`; a RagError
     they raise becomes a tool error with its message."""
@@ -92,6 +104,22 @@ def tools_server(
     @server.tool(description="The indexes this server can see: name, documents, chunks, pipeline, last update.")
     async def list_indexes() -> dict[str, Any]:
         return {"indexes": await guarded(indexes)}
+
+    @server.resource(
+        "rag://documents", name="documents", mime_type="application/json", description="The indexed documents."
+    )
+    async def list_documents() -> str:
+        return json.dumps({"documents": await guarded(documents)}, ensure_ascii=False)
+
+    @server.resource(
+        "rag://documents/{+path}",
+        name="document",
+        mime_type="text/plain",
+        description="A document's text as the index holds it (its path as listed by rag://documents).",
+    )
+    async def read_document(path: str) -> str:
+        text: str = await guarded(lambda: document(path))
+        return text
 
     return server
 

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -31,6 +31,8 @@ from rag.serve.rwlock import ReadWriteLock
 from rag.serve.settings import ServerSettings
 
 __all__ = ["RagService", "ServedPipeline"]
+
+T = TypeVar("T")
 
 logger = logging.getLogger(__name__)
 
@@ -199,6 +201,11 @@ class RagService:
         self.sync()
         with served.reading() as rag:
             yield rag
+
+    def read(self, served: ServedPipeline, call: Callable[[RAG], T]) -> T:
+        """`call` with the served pipeline's live RAG, as a request reads it."""
+        with self.reading(served) as rag:
+            return call(rag)
 
     def query(
         self, served: ServedPipeline, query: str, top_k: int | None, filters: FilterLike | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 from pathlib import Path
@@ -20,7 +21,9 @@ from tests.serve.helpers import write_docs  # noqa: E402
 REPO = Path(__file__).resolve().parents[2]
 
 
-async def session(index_dir: Path, pipeline: Path, calls: list[tuple[str, dict[str, Any]]]) -> list[Any]:
+async def session(
+    index_dir: Path, pipeline: Path, calls: list[tuple[str, dict[str, Any]]], reads: tuple[str, ...] = ()
+) -> list[Any]:
     command = ["-c", "from rag.cli import main; main()", "mcp", "--index", "docs", "--index-dir", str(index_dir)]
     command += ["--pipeline", str(pipeline), "--allow", "tests.fakes.EchoGenerator"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -30,6 +33,8 @@ async def session(index_dir: Path, pipeline: Path, calls: list[tuple[str, dict[s
         results: list[Any] = [sorted(tool.name for tool in listed.tools)]
         for name, arguments in calls:
             results.append(await client.call_tool(name, arguments))
+        for uri in reads:
+            results.append(await client.read_resource(uri))
         return results
 
 
@@ -95,3 +100,19 @@ def test_the_same_tools_on_rag_serve_behind_the_api_keys(tmp_path: Path) -> None
             assert set(response.json()["error"]) == {"message", "type", "param", "code"}
             with pytest.raises(Exception):  # noqa: B017 - the SDK's client raises its own error for a refusal
                 asyncio.run(call(url, key))
+
+
+def test_documents_are_resources(tmp_path: Path) -> None:
+    pipeline = tmp_path / "echo.yaml"
+    pipeline.write_text(dump_pipeline(answer_pipeline()))
+    docs = write_docs(tmp_path / "docs")
+    (docs / "deep").mkdir()
+    (docs / "deep" / "notes.md").write_text("# Notes\n\nSea otters hold hands while they sleep.")
+    RAG(tmp_path / "indexes" / "docs", answer_pipeline()).index(docs)
+    reads = ("rag://documents", "rag://documents/deep/notes.md", "rag://documents/otters.md")
+    _, listed, deep, otters = asyncio.run(session(tmp_path / "indexes", pipeline, [], reads))
+    documents = json.loads(listed.contents[0].text)["documents"]
+    assert [d["path"] for d in documents] == ["bread.md", "deep/notes.md", "otters.md", "rust.md", "volcano.md"]
+    assert documents[1]["title"] == "Notes" and documents[1]["chunks"] >= 1
+    assert deep.contents[0].text == "# Notes\n\nSea otters hold hands while they sleep."
+    assert otters.contents[0].text.startswith("# Sea otters")
