@@ -65,6 +65,7 @@ class ChunkStore:
         self.chunks: dict[str, Chunk] = {}
         self.files: dict[str, FileRecord] = {}
         self._fields: dict[str, dict[str, Any]] | None = None
+        self._types: dict[str, str] | None = None
         self._matching: dict[str, frozenset[str]] = {}
 
     @classmethod
@@ -132,8 +133,11 @@ class ChunkStore:
             ) from None
 
     def filter_fields(self) -> dict[str, str]:
-        """Field name -> type ("string", "number", "date", "bool") over every chunk: what filters may test."""
-        return field_types(self._chunk_fields().values())
+        """Field name -> type ("string", "number", "date", "bool") over every chunk: what filters may test (worked
+        out once while the store is unchanged)."""
+        if self._types is None:
+            self._types = field_types(self._chunk_fields().values())
+        return self._types
 
     def matching(self, flt: Filter) -> frozenset[str]:
         """The ids of the chunks that pass `flt` (a checked filter; see `rag.core.filters`), remembered for the
@@ -162,7 +166,7 @@ class ChunkStore:
 
     def remove_file(self, path: str) -> list[str]:
         """Forget a file and its chunks; returns the removed chunk ids."""
-        self._fields, self._matching = None, {}
+        self._fields, self._types, self._matching = None, None, {}
         record = self.files.pop(path, None)
         if record is None:
             return []
