@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rag.core.errors import RagError
+from rag.core.errors import IndexNotFoundError, RagError
 from rag.core.pipeline import Pipeline
 from rag.core.serialization import pipeline_from_dict
 from rag.indexer import IndexReport, fingerprint, folder_source, retrievers, sha256_of, update_index
@@ -122,9 +122,11 @@ def _check(folder: IndexFolder, allowed: Collection[str]) -> tuple[CheckReport, 
     try:
         generation = folder.require_current()
         manifest = folder.manifest(generation)
+    except IndexNotFoundError:  # no index at all is an error, not a problem to repair
+        raise
     except RagError as exc:
         damaged(Problem("pointer" if "CURRENT" in str(exc) else "manifest", str(exc), "rebuild"))
-        return report, None
+        return report, _last_readable(folder, report, allowed)
     report.generation, report.root = generation.name, manifest.get("root")
     report.unreadable = list(manifest.get("failures", []))
     try:
@@ -155,6 +157,20 @@ def _check(folder: IndexFolder, allowed: Collection[str]) -> tuple[CheckReport, 
             damaged(Problem(f"retriever {name}", detail, "rebuild"))
     _check_folder(report, pipeline, store, damaged)
     return report, pipeline
+
+
+def _last_readable(folder: IndexFolder, report: CheckReport, allowed: Collection[str]) -> Pipeline | None:
+    """When the live generation cannot be read: the pipeline and folder of the newest generation whose manifest
+    can (so a rebuild knows what to build, and from where), or None."""
+    for generation in sorted(folder.root.glob("gen-*"), reverse=True):
+        try:
+            manifest = folder.manifest(generation)
+            pipeline = pipeline_from_dict(manifest["pipeline"], allowed, f"{generation}/manifest.json")
+        except (RagError, KeyError):
+            continue
+        report.root = manifest.get("root")
+        return pipeline
+    return None
 
 
 def _check_chunks(store: ChunkStore, damaged: Any) -> None:

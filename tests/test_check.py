@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 from click.testing import CliRunner
 
 from rag.api import RAG
@@ -125,3 +126,22 @@ def test_an_index_whose_folder_is_gone_cannot_be_repaired(tmp_path: Path) -> Non
     report = check_index(index, allowed=ALLOWED, repair=True)
     assert [p.check for p in report.problems] == ["folder", "repair"]
     assert "rag index FOLDER --index idx --rebuild" in report.problems[1].detail
+
+
+def test_no_index_is_an_error_not_a_repair(tmp_path: Path) -> None:
+    from rag.core.errors import IndexNotFoundError
+
+    with pytest.raises(IndexNotFoundError, match="no index at"):
+        check_index(tmp_path / "nothing")
+    result = CliRunner().invoke(main, ["check", "--index", "nothing", "--index-dir", str(tmp_path)])
+    assert result.exit_code == 1 and "error: no index at" in result.output and "--repair" not in result.output
+
+
+def test_a_damaged_pointer_is_rebuilt_with_the_newest_readable_generations_pipeline(tmp_path: Path) -> None:
+    _, index = built(tmp_path)
+    (index / "CURRENT").write_text("gen-000042")
+    report = check_index(index, allowed=ALLOWED)
+    assert kinds(report) == [("pointer", "rebuild")]
+    repaired = check_index(index, allowed=ALLOWED, repair=True)  # from the newest generation it can read
+    assert repaired.ok and repaired.repaired is not None and repaired.repaired.added == 4
+    check_consistent(index)

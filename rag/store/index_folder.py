@@ -105,8 +105,9 @@ class IndexFolder:
         Call only while holding `lock()`.
         """
         self._remove_leftovers()
-        current = self.current()
-        number = int(current.name[4:]) + 1 if current else 1
+        # after the newest generation there is (not the live one: a damaged pointer must not stop a rebuild)
+        numbers = [int(found.group(1)) for entry in self.root.iterdir() if (found := _GEN.match(entry.name))]
+        number = max(numbers, default=0) + 1
         tmp = Path(tempfile.mkdtemp(prefix=f"tmp-{number:06d}-", dir=self.root))
         try:
             yield tmp
