@@ -73,9 +73,9 @@ class RAG:
         if self._pipeline is None:
             if self._pipeline_ref is not None:
                 self._pipeline = load_pipeline(self._pipeline_ref, self._allowed)
-            elif (current := self.folder.current()) is not None:
-                stored = self.folder.manifest(current)["pipeline"]
-                self._pipeline = pipeline_from_dict(stored, self._allowed, f"{self.folder.root}/manifest.json")
+            elif (manifest := self.folder.last_manifest()) is not None:  # (a damaged pointer: the last one's)
+                source = f"{self.folder.root}/manifest.json"
+                self._pipeline = pipeline_from_dict(manifest["pipeline"], self._allowed, source)
             else:
                 self._pipeline = load_pipeline(DEFAULT_PIPELINE, self._allowed)
         return self._pipeline

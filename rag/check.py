@@ -162,15 +162,15 @@ def _check(folder: IndexFolder, allowed: Collection[str]) -> tuple[CheckReport, 
 def _last_readable(folder: IndexFolder, report: CheckReport, allowed: Collection[str]) -> Pipeline | None:
     """When the live generation cannot be read: the pipeline and folder of the newest generation whose manifest
     can (so a rebuild knows what to build, and from where), or None."""
-    for generation in sorted(folder.root.glob("gen-*"), reverse=True):
-        try:
-            manifest = folder.manifest(generation)
-            pipeline = pipeline_from_dict(manifest["pipeline"], allowed, f"{generation}/manifest.json")
-        except (RagError, KeyError):
-            continue
-        report.root = manifest.get("root")
-        return pipeline
-    return None
+    try:
+        manifest = folder.last_manifest()
+        if manifest is None:
+            return None
+        pipeline = pipeline_from_dict(manifest["pipeline"], allowed, f"{folder.root}/manifest.json")
+    except (RagError, KeyError):
+        return None
+    report.root = manifest.get("root")
+    return pipeline
 
 
 def _check_chunks(store: ChunkStore, damaged: Any) -> None:

@@ -145,3 +145,17 @@ def test_a_damaged_pointer_is_rebuilt_with_the_newest_readable_generations_pipel
     repaired = check_index(index, allowed=ALLOWED, repair=True)  # from the newest generation it can read
     assert repaired.ok and repaired.repaired is not None and repaired.repaired.added == 4
     check_consistent(index)
+
+
+def test_the_damaged_errors_advice_works_rag_index_rebuild(tmp_path: Path) -> None:
+    docs, index = tmp_path / "docs", tmp_path / "indexes" / "idx"
+    make_corpus(docs, 3)
+    runner = CliRunner()
+    where = ["--index", "idx", "--index-dir", str(index.parent)]
+    assert runner.invoke(main, ["index", str(docs), *where, "--pipeline", "bm25"]).exit_code == 0
+    (index / "CURRENT").write_text("gen-000042")
+    damaged = runner.invoke(main, ["query", "topic1", *where])
+    assert damaged.exit_code == 1 and "rag index PATH --rebuild" in damaged.output
+    rebuilt = runner.invoke(main, ["index", str(docs), *where, "--rebuild"])  # the stored pipeline: bm25
+    assert rebuilt.exit_code == 0, rebuilt.output
+    assert "doc1.md" in runner.invoke(main, ["query", "topic1", *where]).output

@@ -56,6 +56,20 @@ class IndexFolder:
             )
         return self.root / name
 
+    def last_manifest(self) -> dict[str, Any] | None:
+        """The live generation's manifest; when the pointer is damaged, that of the newest generation whose manifest
+        reads (what a rebuild should build); None when there is no index."""
+        try:
+            current = self.current()
+        except IndexStoreError:
+            current = None
+            for generation in sorted(self.root.glob("gen-*"), reverse=True):
+                try:
+                    return self.manifest(generation)
+                except IndexStoreError:
+                    continue
+        return None if current is None else self.manifest(current)
+
     def require_current(self) -> Path:
         current = self.current()
         if current is None:
