@@ -18,7 +18,7 @@ import json
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 
@@ -28,33 +28,32 @@ from rag.core.types import Answer, Hit
 
 __all__ = ["describe_index", "mcp_server", "tools_server"]
 
+T = TypeVar("T")
+
 
 def mcp_server(rag: RAG, index_dir: Path | None = None) -> Any:
     """An `MCPServer` whose tools search and ask `rag` (one call at a time); `list_indexes` lists the indexes
     in `index_dir`."""
     lock = threading.Lock()  # one pipeline: one call at a time
 
-    def query(query: str, top_k: int | None, filters: FilterLike | None) -> list[Hit]:
-        with lock:
-            return rag.query(query, top_k, filters)
+    def locked(call: Callable[..., T]) -> Callable[..., T]:
+        def run(*args: Any) -> T:
+            with lock:
+                return call(*args)
 
-    def ask(question: str, answer_mode: str | None, top_k: int | None, filters: FilterLike | None) -> Answer:
-        with lock:
-            return rag.ask(question, top_k, answer_mode=answer_mode, filters=filters)
+        return run
 
     def indexes() -> list[dict[str, Any]]:
         folders = sorted(p for p in index_dir.iterdir() if (p / "CURRENT").is_file()) if index_dir else []
         return [describe_index(folder, folder == rag.folder.root) for folder in folders or [rag.folder.root]]
 
-    def documents() -> list[dict[str, Any]]:
-        with lock:
-            return rag.documents()
-
-    def document(path: str) -> str:
-        with lock:
-            return rag.document_text(path)
-
-    return tools_server(query, ask, indexes, documents, document)
+    return tools_server(
+        locked(rag.query),
+        locked(lambda question, mode, top_k, filters: rag.ask(question, top_k, answer_mode=mode, filters=filters)),
+        indexes,
+        locked(rag.documents),
+        locked(rag.document_text),
+    )
 
 
 def tools_server(
