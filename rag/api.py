@@ -226,7 +226,7 @@ class RAG:
                 f"declare one under 'outputs' in the pipeline file"
             )
         for name in extra or {}:
-            if name not in pipeline.inputs and name != "filters":  # filters reach every retriever by themselves
+            if not pipeline.takes(name):
                 receiver = _RECEIVERS.get(name, "generator")
                 raise PipelineError(
                     f"pipeline '{pipeline.name}' takes no '{name}' input (inputs: {', '.join(pipeline.inputs)}); "

@@ -324,7 +324,7 @@ class Pipeline:
     def run(self, inputs: Mapping[str, Any], outputs: Collection[str] | None = None) -> dict[str, Any]:
         """Run what the requested outputs need and return `{output name: value}`."""
         order = self.needed_for(outputs)
-        unknown = [k for k in inputs if k not in self.inputs and k != "filters"]
+        unknown = [k for k in inputs if not self.takes(k)]
         if unknown:
             raise PipelineError(
                 f"'{unknown[0]}' is not an input of this pipeline; inputs are: {', '.join(self.inputs)}"
@@ -364,6 +364,11 @@ class Pipeline:
                 )
             produced[comp] = result
         return {n: produced[self.outputs[n][0]][self.outputs[n][1]] for n in self._output_names(outputs)}
+
+    def takes(self, name: str) -> bool:
+        """Whether `run` takes the input `name`: one of `inputs`, or `filters`, which reaches every retriever by
+        itself (see `_filtered_legs`)."""
+        return name in self.inputs or name == "filters"
 
     def _filtered_legs(self, order: Collection[str], filters: Any) -> dict[tuple[str, str], Any]:
         """`filters` for every retrieving component that runs (`id_space` set): a filter reaches every leg unless
