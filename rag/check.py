@@ -6,8 +6,9 @@ The live generation is read as a query would read it, and each part is compared 
     manifest    readable, of this format, with the counts of the chunk store
     chunks      the chunk store reads; every file record's chunks exist and every chunk belongs to a file record
     retrievers  each retriever's state reads, and holds exactly the chunk store's ids, one row each
-    folder      the files the pipeline would index now against the file records: new, changed (by content, as
-                an index run decides), gone; files that could not be read at the last run are listed, not counted
+    folder      the files the pipeline would index now against the file records: new, changed (by content or by
+                the metadata from a sidecar or path rule, as an index run decides), gone; files that could not be
+                read at the last run are listed, not counted
 
 A problem in the first four is damage: only a rebuild from the folder repairs it. Differences with the folder are
 drift: an ordinary incremental run repairs them. `check_index(..., repair=True)` runs whichever is needed, then
@@ -22,10 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rag.core.errors import IndexNotFoundError, RagError
+from rag.core.errors import IndexNotFoundError, LoaderError, RagError
 from rag.core.pipeline import Pipeline
 from rag.core.serialization import pipeline_from_dict
 from rag.indexer import IndexReport, fingerprint, folder_source, retrievers, sha256_of, update_index
+from rag.ingest.metadata import extra_metadata, sidecars_by_document
 from rag.ingest.walk import walk_folder
 from rag.store.chunk_store import ChunkStore
 from rag.store.index_folder import IndexFolder
@@ -185,7 +187,7 @@ def _check_chunks(store: ChunkStore, damaged: Any) -> None:
 
 def _check_folder(report: CheckReport, pipeline: Pipeline, store: ChunkStore, damaged: Any) -> None:
     """Drift between the file records and the folder, decided as an index run decides (size and modification
-    time, then the content's hash)."""
+    time, then the content's hash; the hash of the metadata from its sidecar and path rules)."""
     root = Path(report.root or "")
     if not report.root or not root.is_dir():
         damaged(Problem("folder", f"the folder the index mirrors ({report.root}) is gone; nothing compared", "none"))
@@ -195,7 +197,11 @@ def _check_folder(report: CheckReport, pipeline: Pipeline, store: ChunkStore, da
     assert settings is not None
     unreadable = {failure["path"] for failure in report.unreadable}
     seen = set()
-    for path in walk_folder(root, settings.include, settings.exclude, settings.symlinks):
+    found: dict[str, Path] = {}
+    documents = list(walk_folder(root, settings.include, settings.exclude, settings.symlinks, sidecars=found))
+    sidecars = sidecars_by_document(found)
+    limits = settings.limits()
+    for path in documents:
         rel = path.relative_to(root).as_posix()
         seen.add(rel)
         record = store.files.get(rel)
@@ -204,7 +210,13 @@ def _check_folder(report: CheckReport, pipeline: Pipeline, store: ChunkStore, da
                 report.drift["new"].append(rel)
             continue
         stat = path.stat()
-        if (stat.st_size, stat.st_mtime_ns) != (record.size, record.mtime_ns) and sha256_of(path) != record.sha256:
+        try:
+            metadata = extra_metadata(rel, sidecars.get(rel, ()), settings.metadata, limits).key
+        except LoaderError:  # a sidecar the next run cannot read: that run reports it
+            metadata = None
+        if metadata != record.metadata_sha256 or (
+            (stat.st_size, stat.st_mtime_ns) != (record.size, record.mtime_ns) and sha256_of(path) != record.sha256
+        ):
             report.drift["changed"].append(rel)
     report.drift["gone"] = sorted(set(store.files) - seen)
     counts = {kind: len(paths) for kind, paths in report.drift.items()}

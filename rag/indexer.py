@@ -1,8 +1,11 @@
 """Bring an index in step with a folder, re-embedding only what changed.
 
 One run: walk the folder; a file whose size and modification time match the chunk store is
-unchanged (a stat, nothing more); otherwise its SHA-256 decides. New and changed files are
-loaded and chunked; chunks whose id (path + content) already exists are kept, not re-embedded.
+unchanged (a stat, nothing more); otherwise its SHA-256 decides. The metadata a file gets from outside
+itself (its sidecar file, the pipeline's path rules: `rag.ingest.metadata`) is compared by its hash too, so a
+changed, added or deleted sidecar, or a changed rule, re-reads the files concerned. New and changed files are
+loaded and chunked; chunks whose id (path + content) already exists are kept, not re-embedded (a file whose
+metadata alone changed is committed with the same chunk ids: nothing is embedded).
 Chunks of changed, renamed, deleted and now-unreadable files leave the chunk store and every
 retriever. The new state is written as a new generation and swapped in atomically (see
 `rag.store.index_folder`), under the index's write lock.
@@ -21,7 +24,7 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -34,6 +37,7 @@ from rag.core.pipeline import IndexingSettings, Pipeline
 from rag.core.tracing import span
 from rag.core.types import Chunk
 from rag.ingest.loaders import load_document
+from rag.ingest.metadata import extra_metadata, sidecars_by_document, with_fields
 from rag.ingest.walk import walk_folder
 from rag.retrieve.base import Retriever
 from rag.store.chunk_store import ChunkStore, FileRecord
@@ -94,13 +98,17 @@ class IndexReport:
 
 @dataclass(frozen=True, slots=True)
 class FileToRead:
-    """A new or changed file: its path, its path relative to the folder, and its new record's fields."""
+    """A new or changed file: its path, its path relative to the folder, its new record's fields, and the user
+    fields it gets from its path rules and its sidecar (see `rag.ingest.metadata`)."""
 
     path: Path
     rel: str
     size: int
     mtime_ns: int
     sha256: str
+    metadata_sha256: str = ""
+    rule_fields: Mapping[str, Any] = field(default_factory=dict)
+    sidecar_fields: Mapping[str, Any] = field(default_factory=dict)
 
 
 class IndexingEngine(Protocol):
@@ -128,12 +136,21 @@ class FileRead:
     sha256: str
 
 
-def read_file(path: Path, root: Path, chunker: Any, limits: ReadLimits) -> FileRead | str:
-    """Load and chunk one file, or the reason (a LoaderError's) it could not be read."""
+def read_file(
+    path: Path,
+    root: Path,
+    chunker: Any,
+    limits: ReadLimits,
+    rule_fields: Mapping[str, Any] | None = None,
+    sidecar_fields: Mapping[str, Any] | None = None,
+) -> FileRead | str:
+    """Load and chunk one file, with the fields of its path rules under its own and its sidecar's over them (see
+    `rag.core.metadata`), or the reason (a LoaderError's) it could not be read."""
     try:
         document = load_document(path, root, limits)
     except LoaderError as exc:
         return exc.reason
+    document = with_fields(document, rule_fields or {}, sidecar_fields or {})
     chunks: list[Chunk] = chunker.run(document=document)["chunks"]
     return FileRead(chunks, str(document.metadata["sha256"]))
 
@@ -148,7 +165,7 @@ class LocalEngine:
         chunker.warm_up()
         limits = settings.limits()
         for done, file in enumerate(files, start=1):
-            yield read_file(file.path, root, chunker, limits)
+            yield read_file(file.path, root, chunker, limits, file.rule_fields, file.sidecar_fields)
             if progress:
                 progress("reading", done, len(files))
 
@@ -376,23 +393,32 @@ def _sync_files(
     select: Callable[[str], bool] | None,
 ) -> bool:
     """Update `store` from the folder; returns whether any file record changed (which may bring no new chunks:
-    a touched file, or one whose front matter alone changed)."""
+    a touched file, or one whose metadata alone changed: front matter, sidecar, path rules)."""
     seen: set[str] = set()
     todo: list[FileToRead] = []
     record_changed = False
     passed_over: list[tuple[str, str]] = []
-    for path in walk_folder(root, settings.include, settings.exclude, settings.symlinks, passed_over):
-        rel = path.relative_to(root).as_posix()
+    found: dict[str, Path] = {}
+    walk = walk_folder(root, settings.include, settings.exclude, settings.symlinks, passed_over, found)
+    documents = {path.relative_to(root).as_posix(): path for path in walk}  # the walk first: it finds the sidecars
+    sidecars = sidecars_by_document(found)
+    limits = settings.limits()
+    for rel, path in documents.items():
         if select is not None and not select(rel):
             continue
         seen.add(rel)
         try:
             stat = path.stat()
+            extra = extra_metadata(rel, sidecars.get(rel, ()), settings.metadata, limits)
         except OSError as exc:
             _fail(report, store, rel, f"cannot read: {exc.strerror or exc}")
             continue
+        except LoaderError as exc:  # a sidecar that cannot be read: never index the file without its metadata
+            _fail(report, store, rel, exc.reason)
+            continue
         record = store.files.get(rel)
-        if record and record.size == stat.st_size and record.mtime_ns == stat.st_mtime_ns:
+        same_metadata = record is not None and record.metadata_sha256 == extra.key
+        if record and same_metadata and record.size == stat.st_size and record.mtime_ns == stat.st_mtime_ns:
             report.unchanged += 1
             continue
         try:
@@ -400,12 +426,23 @@ def _sync_files(
         except OSError as exc:
             _fail(report, store, rel, f"cannot read: {exc.strerror or exc}")
             continue
-        if record and record.sha256 == digest:
-            store.files[rel] = FileRecord(rel, stat.st_size, stat.st_mtime_ns, digest, record.chunk_ids)
+        if record and same_metadata and record.sha256 == digest:
+            store.files[rel] = FileRecord(rel, stat.st_size, stat.st_mtime_ns, digest, record.chunk_ids, extra.key)
             report.unchanged += 1
             record_changed = True
             continue
-        todo.append(FileToRead(path, rel, stat.st_size, stat.st_mtime_ns, digest))
+        try:  # parsed only now: the sidecar of an unchanged file is hashed, never parsed
+            sidecar_fields = extra.sidecar_fields()
+        except LoaderError as exc:
+            _fail(report, store, rel, exc.reason)
+            continue
+        todo.append(
+            FileToRead(path, rel, stat.st_size, stat.st_mtime_ns, digest, extra.key, extra.rule_fields, sidecar_fields)
+        )
+    for document, described in sidecars.items():
+        if document not in documents and (select is None or select(document)):
+            reason = f"a sidecar without its file: {document} is missing or not indexed"
+            passed_over += [(sidecar, reason) for sidecar, _ in described]
     report.skipped += [{"path": rel, "reason": reason} for rel, reason in passed_over]
     for rel in sorted(set(store.files) - seen):
         store.remove_file(rel)
@@ -418,13 +455,13 @@ def _sync_files(
                 continue
             # the hash of the bytes that were parsed: a file rewritten between hashing and reading is recorded
             # as what was read, so the next run sees any difference from it
-            record = FileRecord(file.rel, file.size, file.mtime_ns, result.sha256, tuple(c.id for c in result.chunks))
+            chunk_ids = tuple(c.id for c in result.chunks)
+            record = FileRecord(file.rel, file.size, file.mtime_ns, result.sha256, chunk_ids, file.metadata_sha256)
             store.put_file(record, result.chunks)
             report.changed += existed
             report.added += not existed
-            record_changed = (
-                True  # its chunks may keep their ids with new metadata (front matter): commit, embed nothing
-            )
+            # its chunks may keep their ids with new metadata (front matter, sidecar, rules): commit, embed nothing
+            record_changed = True
     return record_changed
 
 

@@ -25,6 +25,7 @@ from typing import Any
 from rag.core.component import Component, InputSocket, input_sockets
 from rag.core.errors import ConfigError, PipelineError
 from rag.core.limits import LIMIT_SETTINGS, ReadLimits
+from rag.core.metadata import MetadataRule, metadata_rules
 from rag.core.tracing import span
 
 __all__ = ["Connection", "IndexingSettings", "Pipeline"]
@@ -57,7 +58,9 @@ class Connection:
 class IndexingSettings:
     """How a folder becomes chunks: which files, which symbolic links are followed ("inside": those whose target is
     inside the folder; "never"; "follow": all, see `rag.ingest.walk`), what one file may expand to (`limits`, see
-    `rag.core.limits`), and the chunker component."""
+    `rag.core.limits`), the chunker component, and `metadata`: path rules giving fields to the files they match
+    (`[{match: "contracts/**", fields: {kind: contract}}]`, checked and typed by `rag.core.metadata.metadata_rules`;
+    given as plain data, they are converted to `MetadataRule`s)."""
 
     chunker: Component
     include: tuple[str, ...] = ("**/*",)
@@ -69,11 +72,13 @@ class IndexingSettings:
     max_records: int = ReadLimits.max_records
     max_depth: int = ReadLimits.max_depth
     max_expansion: int = ReadLimits.max_expansion
+    metadata: tuple[MetadataRule, ...] = ()
 
     def __post_init__(self) -> None:
         if self.symlinks not in ("inside", "never", "follow"):
             raise ConfigError(f"indexing.symlinks must be inside, never or follow, got {self.symlinks!r}")
         self.limits()  # checks the limits
+        object.__setattr__(self, "metadata", metadata_rules(self.metadata))
 
     def limits(self) -> ReadLimits:
         """The limits on what one file may expand to."""
@@ -89,6 +94,7 @@ class IndexingSettings:
             "max_file_mb": self.max_file_mb,
             "symlinks": self.symlinks,
             **{name: getattr(self, name) for name in LIMIT_SETTINGS},
+            **({"metadata": [rule.to_dict() for rule in self.metadata]} if self.metadata else {}),
             "chunker": self.chunker.to_dict(),
         }
 

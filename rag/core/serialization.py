@@ -4,7 +4,8 @@ Loading never imports arbitrary code: `type:` names a built-in component, or a c
 allows by its full dotted name. The YAML is read with `yaml.safe_load` (no Python tags).
 
     name: default
-    indexing: {include: ["**/*"], exclude: [], max_file_mb: 20, chunker: {type: RecursiveChunker, init: {...}}}
+    indexing: {include: ["**/*"], exclude: [], max_file_mb: 20, chunker: {type: RecursiveChunker, init: {...}},
+               metadata: [{match: "contracts/**", fields: {kind: contract}}]}   # metadata: optional path rules
     components:
       bm25: {type: BM25Retriever, init: {top_k: 20}}
       ...
@@ -27,6 +28,7 @@ import yaml
 from rag.core.component import Component
 from rag.core.errors import ConfigError, PipelineError
 from rag.core.limits import LIMIT_SETTINGS
+from rag.core.metadata import metadata_rules
 from rag.core.pipeline import IndexingSettings, Pipeline
 from rag.core.registry import resolve_type
 
@@ -41,7 +43,7 @@ __all__ = [
 ]
 
 _TOP_KEYS = {"name", "description", "indexing", "components", "connections", "inputs", "outputs"}
-_INDEXING_KEYS = {"include", "exclude", "max_file_mb", "symlinks", "chunker", *LIMIT_SETTINGS}
+_INDEXING_KEYS = {"include", "exclude", "max_file_mb", "symlinks", "metadata", "chunker", *LIMIT_SETTINGS}
 
 
 def _component(spec: Any, where: str, allowed: Collection[str]) -> Component:
@@ -98,6 +100,7 @@ def pipeline_from_dict(data: Any, allowed: Collection[str] = (), source: str = "
             exclude=tuple(spec.get("exclude") or ()),
             max_file_mb=float(spec.get("max_file_mb", 20.0)),
             symlinks=str(spec.get("symlinks", "inside")),
+            metadata=metadata_rules(spec.get("metadata"), f"{source}: indexing.metadata"),
             **{name: spec[name] for name in LIMIT_SETTINGS if name in spec},
         )
     try:

@@ -4,7 +4,8 @@
 are new, changed, renamed or deleted; which chunks are new) and moves only the work to Ray:
 
 1. `read`: the changed files are read and chunked in parallel by Ray tasks (each worker process
-   builds the pipeline's chunker once) with the same `rag.indexer.read_file` the local engine calls;
+   builds the pipeline's chunker once) with the same `rag.indexer.read_file` the local engine calls (each file
+   with the fields of its path rules and sidecar, worked out on the driver);
    the chunks are written as Parquet shards into a staging folder, read back on the driver in
    file order and applied to the chunk store exactly as the local engine's would be.
 2. `embedding`: the texts of the new chunks go to a pool of embedding actors (one GPU each when
@@ -93,7 +94,10 @@ class RayEngine:
             return
         ray = self._connect()
         chunker = settings.chunker
-        items = [{"n": n, "path": str(f.path)} for n, f in enumerate(files)]
+        items = [
+            {"n": n, "path": str(f.path), "fields": json.dumps([f.rule_fields, f.sidecar_fields], ensure_ascii=False)}
+            for n, f in enumerate(files)
+        ]
         workers = min(self._workers(), len(items))
         with self._staging_folder("chunks") as folder:
             dataset = ray.data.from_items(items, override_num_blocks=min(len(items), workers * 4))
@@ -232,8 +236,10 @@ def _read_and_chunk(batch: pa.Table, root: str, chunker: tuple[type, dict[str, A
     """A Ray task: load and chunk files with `rag.indexer.read_file` (the local engine's code)."""
     instance = _chunker(*chunker)
     rows: list[dict[str, Any]] = []
-    for n, path in zip(batch.column("n").to_pylist(), batch.column("path").to_pylist(), strict=True):
-        result = read_file(Path(path), Path(root), instance, limits)
+    columns = (batch.column(name).to_pylist() for name in ("n", "path", "fields"))
+    for n, path, fields in zip(*columns, strict=True):
+        rule_fields, sidecar_fields = json.loads(fields)  # a file's path rules' and sidecar's fields
+        result = read_file(Path(path), Path(root), instance, limits, rule_fields, sidecar_fields)
         if isinstance(result, str):
             rows.append(_row(n, -1, None, result, None))
         elif not result.chunks:

@@ -20,6 +20,10 @@ visited once (by device and inode), the first time it is met in walk order, so l
 do not duplicate files. Each entry passed over for one of these reasons (a link outside the folder or not
 followed, a broken link, a special file such as a FIFO or socket, a second path to a file already met, a loop)
 is added to `skipped` as (relative path, reason) when a list is given.
+
+Sidecar files (`report.pdf.meta.json`, see `rag.ingest.metadata`) are never yielded: they are collected into
+`sidecars` (relative path -> path) when a mapping is given, whatever `include` and `exclude` say (a sidecar goes
+with its file), under the same symbolic link policy and in the same folders.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from pathlib import Path
 from rag.core.errors import InputPathError
 from rag.core.globs import match_pattern
 from rag.ingest.loaders import BINARY_DOCUMENT_SUFFIXES, LOADERS, SNIFF_BYTES, looks_binary
+from rag.ingest.metadata import is_sidecar
 
 __all__ = ["SKIPPED_FOLDERS", "SYMLINK_POLICIES", "is_binary", "match_pattern", "walk_folder"]
 
@@ -49,11 +54,13 @@ def walk_folder(
     exclude: Sequence[str] = (),
     symlinks: str = "inside",
     skipped: Skipped | None = None,
+    sidecars: dict[str, Path] | None = None,
 ) -> Iterator[Path]:
     """Yield the absolute paths of the files to index under `root` (see the module docstring).
 
     The order is deterministic: depth first, each folder's entries sorted by name. Raises
-    InputPathError when `root` does not exist or is not a folder.
+    InputPathError when `root` does not exist or is not a folder. `sidecars` is complete once the walk has
+    ended (a file is yielded before its sidecar is met): finish the walk before looking a sidecar up.
     """
     if symlinks not in SYMLINK_POLICIES:
         raise InputPathError(f"symlinks must be one of {', '.join(SYMLINK_POLICIES)}, got {symlinks!r}")
@@ -65,7 +72,14 @@ def walk_folder(
     root = root.absolute()
     seen: set[tuple[int, int]] = set()
     _mark(seen, root.stat())
-    walk = _Walk(root.resolve(), tuple(include), tuple(exclude), symlinks, skipped if skipped is not None else [])
+    walk = _Walk(
+        root.resolve(),
+        tuple(include),
+        tuple(exclude),
+        symlinks,
+        skipped if skipped is not None else [],
+        sidecars if sidecars is not None else {},
+    )
     yield from walk.folder(root, "", seen)
 
 
@@ -84,13 +98,20 @@ class _Walk:
     """One walk's settings and report (see `walk_folder`)."""
 
     def __init__(
-        self, real_root: Path, include: tuple[str, ...], exclude: tuple[str, ...], symlinks: str, skipped: Skipped
+        self,
+        real_root: Path,
+        include: tuple[str, ...],
+        exclude: tuple[str, ...],
+        symlinks: str,
+        skipped: Skipped,
+        sidecars: dict[str, Path],
     ) -> None:
         self.real_root = real_root
         self.include = include
         self.exclude = exclude
         self.symlinks = symlinks
         self.skipped = skipped
+        self.sidecars = sidecars
 
     def folder(self, folder: Path, prefix: str, seen: set[tuple[int, int]]) -> Iterator[Path]:
         try:
@@ -124,6 +145,8 @@ class _Walk:
                     self.skipped.append((relative, "a folder already indexed under another path (a link loop)"))
             elif not is_file:
                 self.skipped.append((relative, "not a regular file (a FIFO, socket or device)"))
+            elif is_sidecar(entry.name):
+                self.sidecars[relative] = Path(entry.path)
             elif _matches_any(relative, self.include) and not _matches_any(relative, self.exclude):
                 if is_binary(Path(entry.path)):  # an image or archive is passed over; a "text" file is reported
                     if Path(entry.name).suffix.lower() in LOADERS or not Path(entry.name).suffix:

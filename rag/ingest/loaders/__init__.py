@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from pathlib import Path
 
 from rag.core.errors import LoaderError
@@ -35,6 +36,7 @@ __all__ = [
     "Loader",
     "load_document",
     "looks_binary",
+    "read_bytes",
     "supported_extensions",
 ]
 
@@ -81,27 +83,10 @@ def load_document(path: Path, root: Path, limits: ReadLimits = DEFAULT_LIMITS) -
     unreadable, not text in an encoding that can be detected, damaged, or has no extractable text.
     """
     path = Path(path)
-    max_bytes = limits.max_bytes
     relative = _relative(path, Path(root))
     suffix = path.suffix.lower()
     try:
-        stat = path.stat()
-        if stat.st_size == 0:
-            raise LoaderError("empty file")
-        if max_bytes is not None and stat.st_size > max_bytes:
-            raise LoaderError(
-                f"file is {_size(stat.st_size)}, over the limit of {_size(max_bytes)}; "
-                "raise the pipeline's indexing.max_file_mb setting to load it"
-            )
-        with open(path, "rb") as handle:  # at most one byte over the limit: never a whole huge file in memory
-            data = handle.read(max_bytes + 1 if max_bytes is not None else -1)
-        if not data:
-            raise LoaderError("empty file")
-        if max_bytes is not None and len(data) > max_bytes:
-            raise LoaderError(
-                f"file is over the limit of {_size(max_bytes)}; raise the pipeline's indexing.max_file_mb setting "
-                "to load it"
-            )
+        data, stat = _read(path, limits.max_bytes)
         text, extras = LOADERS.get(suffix, load_text)(data, path, limits)
         limits.check_text(len(text))
     except LoaderError as exc:
@@ -120,6 +105,37 @@ def load_document(path: Path, root: Path, limits: ReadLimits = DEFAULT_LIMITS) -
         metadata["encoding"] = encoding  # a text file not in UTF-8: say how it was read
     metadata["sha256"] = hashlib.sha256(data).hexdigest()
     return Document(path=relative, text=text, metadata=metadata)
+
+
+def read_bytes(path: Path, limits: ReadLimits = DEFAULT_LIMITS) -> bytes:
+    """The bytes of the file at `path`, read once and never more than one byte over `limits.max_bytes` (a sidecar
+    file is read so); a LoaderError says it is empty, over the limit (naming the setting that raises it) or cannot
+    be read."""
+    try:
+        return _read(Path(path), limits.max_bytes)[0]
+    except OSError as exc:
+        raise LoaderError(f"cannot read: {exc.strerror or shorten(exc)}", path=str(path)) from None
+
+
+def _read(path: Path, max_bytes: int | None) -> tuple[bytes, os.stat_result]:
+    stat = path.stat()
+    if stat.st_size == 0:
+        raise LoaderError("empty file")
+    if max_bytes is not None and stat.st_size > max_bytes:
+        raise LoaderError(
+            f"file is {_size(stat.st_size)}, over the limit of {_size(max_bytes)}; "
+            "raise the pipeline's indexing.max_file_mb setting to load it"
+        )
+    with open(path, "rb") as handle:  # at most one byte over the limit: never a whole huge file in memory
+        data = handle.read(max_bytes + 1 if max_bytes is not None else -1)
+    if not data:
+        raise LoaderError("empty file")
+    if max_bytes is not None and len(data) > max_bytes:
+        raise LoaderError(
+            f"file is over the limit of {_size(max_bytes)}; raise the pipeline's indexing.max_file_mb setting "
+            "to load it"
+        )
+    return data, stat
 
 
 def _relative(path: Path, root: Path) -> str:

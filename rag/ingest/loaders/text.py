@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
 import itertools
 import re
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Any
 import yaml
 
 from rag.core.limits import ReadLimits
+from rag.core.metadata import fields_of
 from rag.ingest.loaders._common import decode_text
 
 __all__ = ["CODE_LANGUAGES", "load_code", "load_markdown", "load_rst", "load_text"]
@@ -84,7 +84,8 @@ def load_text(data: bytes, path: Path, limits: ReadLimits) -> tuple[str, dict[st
 def load_markdown(data: bytes, path: Path, limits: ReadLimits) -> tuple[str, dict[str, Any]]:
     """A Markdown file; the title is its front matter's `title`, else its first `# ` heading. YAML front matter
     (between `---` lines at the very top) is taken out of the text and its entries become `fields` (metadata
-    every chunk carries, for filters): strings, numbers, true/false, dates (as ISO strings) and lists of them."""
+    every chunk carries, for filters): strings, numbers, true/false, dates (as ISO strings) and lists of them (see
+    `rag.core.metadata`, which also says how a sidecar file and path rules add to them)."""
     text, fields = front_matter(decode_text(data))
     title = fields.get("title") if isinstance(fields.get("title"), str) else _markdown_title(text.splitlines())
     return text, {"format": "markdown", "title": title, "fields": fields}
@@ -102,21 +103,7 @@ def front_matter(text: str) -> tuple[str, dict[str, Any]]:
         return text, {}
     if not isinstance(data, dict):
         return text, {}
-    fields = {str(key): value for key, value in ((k, _field(v)) for k, v in data.items()) if value is not None}
-    return text[found.end() :], fields
-
-
-def _field(value: Any) -> Any:
-    """A front matter value as chunk metadata: dates as ISO strings (which order as dates do); None for what a
-    filter cannot test (mappings, empty values)."""
-    if isinstance(value, datetime.date):
-        return value.isoformat()
-    if isinstance(value, str | int | float | bool):
-        return value
-    if isinstance(value, list) and value:
-        items = [_field(item) for item in value]
-        return items if all(isinstance(item, str | int | float | bool) for item in items) else None
-    return None
+    return text[found.end() :], fields_of(data)
 
 
 def load_rst(data: bytes, path: Path, limits: ReadLimits) -> tuple[str, dict[str, Any]]:
