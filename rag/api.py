@@ -118,18 +118,24 @@ class RAG:
         top_k: int | None = None,
         filters: FilterLike | None = None,
         allow_unknown_fields: bool = False,
+        *,
+        scope: FilterLike | None = None,
     ) -> list[Hit]:
         """The pipeline's retrieval hits for `query` (an empty or whitespace query is a ConfigError).
 
         `filters` (a `Filter`, its string form or its JSON form; see `rag.core.filters`) keeps only the chunks that
         pass, inside every retriever, so `top_k` hits come back whenever that many chunks pass. A filter on a field
         no chunk has is a ConfigError listing the known fields, unless `allow_unknown_fields`.
+
+        `scope` is a filter ANDed into `filters` that the caller does not choose (a tenant's, from its API key): a
+        field no chunk has yet matches nothing, and `filters` is checked against the fields of the chunks in scope
+        only, so its errors never name what lies outside it.
         """
         if not isinstance(query, str) or not query.strip():
             raise ConfigError(f"the query is empty ({query!r}); search for words")
         with span("rag.query", pipeline=self.pipeline.name, top_k=top_k, filtered=filters is not None) as current:
             record_text(current, "rag.query_text", query)
-            hits: list[Hit] = self._run(query, top_k, "hits", self._filtered(filters, allow_unknown_fields))
+            hits: list[Hit] = self._run(query, top_k, "hits", self._filtered(filters, allow_unknown_fields, scope))
             current.set_attribute("rag.hits", len(hits))
         return hits
 
@@ -141,10 +147,13 @@ class RAG:
         on_token: Callable[[str], None] | None = None,
         answer_mode: str | None = None,
         filters: FilterLike | None = None,
+        *,
+        scope: FilterLike | None = None,
     ) -> Answer:
         """An answer from the retrieved passages, with citations, or an abstention when they do not answer it.
 
-        `filters` limits the passages as in `query`: the answer, its citations and its abstention see only them.
+        `filters` (and `scope`) limit the passages as in `query`: the answer, its citations and its abstention see
+        only them.
 
         `answer_mode` ("extractive", "grounded" or "generate"; None: the pipeline's) overrides the pipeline's
         answer mode for this question (docs/answers.md). `decoding` overrides the generator's decoding options
@@ -153,7 +162,7 @@ class RAG:
         """
         if not isinstance(question, str) or not question.strip():
             raise ConfigError(f"the question is empty ({question!r}); ask a question in words")
-        extra: dict[str, Any] = self._filtered(filters, False)
+        extra: dict[str, Any] = self._filtered(filters, False, scope)
         if answer_mode is not None:
             self.pipeline.answer_modes(answer_mode)
             extra["answer_mode"] = answer_mode
@@ -187,6 +196,8 @@ class RAG:
         decoding: Mapping[str, Any] | None = None,
         answer_mode: str | None = None,
         filters: FilterLike | None = None,
+        *,
+        scope: FilterLike | None = None,
     ) -> Iterator[str | Answer]:
         """The answer's text pieces as they are generated, then the final `Answer` as the last item.
 
@@ -195,28 +206,38 @@ class RAG:
         """
 
         def call(on_token: Callable[[str], None]) -> Answer:
-            return self.ask(question, top_k, decoding, on_token, answer_mode, filters)
+            return self.ask(question, top_k, decoding, on_token, answer_mode, filters, scope=scope)
 
         with contextlib.closing(stream_call(call, "rag-ask-stream")) as items:
             for _, value in items:
                 yield value
 
-    def _filtered(self, filters: FilterLike | None, allow_unknown: bool) -> dict[str, Any]:
-        """The `filters` input of a run (it reaches every retriever, see `Pipeline.run`): the filter parsed and
-        checked against the live index's fields, after checking that every retriever applies filters exactly."""
-        if filters is None:
+    def _filtered(
+        self, filters: FilterLike | None, allow_unknown: bool, scope: FilterLike | None = None
+    ) -> dict[str, Any]:
+        """The `filters` input of a run (it reaches every retriever, see `Pipeline.run`): `scope` and `filters`
+        parsed and checked against the live index's fields, after checking that every retriever applies filters
+        exactly."""
+        if filters is None and scope is None:
             return {}
-        flt = filters if isinstance(filters, Filter) else parse_filter(filters) if isinstance(filters, str) else None
-        flt = flt or Filter.from_dict(filters)
         for name, retriever in retrievers(self.pipeline).items():
             if not retriever.filterable:
                 raise PipelineError(
                     f"retriever '{name}' ({type(retriever).__name__}) cannot apply filters exactly yet; filter with a "
                     "pipeline of BM25, SPLADE or dense (float, int8, binary) retrievers"
                 )
+        within = self._scope(scope)
+        assert self._store is not None
+        known = self._store.filter_fields(within)
+        parts = [within] if within is not None else []
+        parts += [_as_filter(filters).checked(known, allow_unknown)] if filters is not None else []
+        return {"filters": parts[0] if len(parts) == 1 else Filter("and", children=tuple(parts))}
+
+    def _scope(self, scope: FilterLike | None) -> Filter | None:
+        """`scope` checked against the live index's fields (a field no chunk has yet matches nothing)."""
         self._load()
         assert self._store is not None
-        return {"filters": flt.checked(self._store.filter_fields(), allow_unknown)}
+        return None if scope is None else _as_filter(scope).checked(self._store.filter_fields(), allow_unknown=True)
 
     def _run(self, query: str, top_k: int | None, output: str, extra: Mapping[str, Any] | None = None) -> Any:
         pipeline = self.pipeline
@@ -254,23 +275,34 @@ class RAG:
             "source": manifest.get("root"),
         }
 
-    def documents(self) -> list[dict[str, Any]]:
-        """The documents of the live generation: `path`, `title`, `size` (bytes of the file) and `chunks`."""
-        self._load()
+    def documents(self, scope: FilterLike | None = None) -> list[dict[str, Any]]:
+        """The documents of the live generation: `path`, `title`, `size` (bytes of the file) and `chunks`; with
+        `scope`, only those with chunks in it."""
+        within = self._scope(scope)
         assert self._store is not None
+        allowed = self._store.matching(within) if within is not None else None
         listed = []
         for path, record in sorted(self._store.files.items()):
+            if allowed is not None and not allowed.intersection(record.chunk_ids):
+                continue
             first = self._store.chunks.get(record.chunk_ids[0]) if record.chunk_ids else None
             title = first.metadata.get("title") if first is not None else None
             listed.append({"path": path, "title": title, "size": record.size, "chunks": len(record.chunk_ids)})
         return listed
 
-    def document_text(self, path: str) -> str:
+    def document_text(self, path: str, scope: FilterLike | None = None) -> str:
         """A document's text as the index holds it: its chunks laid out by their offsets (overlaps once; a blank
-        line where the chunker left text out). An IndexNotFoundError names a path the index does not hold."""
-        self._load()
+        line where the chunker left text out). An IndexNotFoundError names a path the index does not hold (or,
+        with `scope`, holds outside it)."""
+        within = self._scope(scope)
         assert self._store is not None
         record = self._store.files.get(path)
+        if (
+            record is not None
+            and within is not None
+            and not self._store.matching(within).intersection(record.chunk_ids)
+        ):
+            record = None
         if record is None:
             raise IndexNotFoundError(f"the index has no document '{path}'; list them with RAG.documents()")
         pieces: list[str] = []
@@ -328,3 +360,10 @@ class RAG:
         elif self._loaded_generation is None:
             self.folder.require_current()
             raise IndexNotFoundError(f"the index {self.folder.root} is not loaded yet; call refresh() first")
+
+
+def _as_filter(filters: FilterLike) -> Filter:
+    """A filter from any of its forms (see `rag.core.filters`)."""
+    if isinstance(filters, Filter):
+        return filters
+    return parse_filter(filters) if isinstance(filters, str) else Filter.from_dict(filters)

@@ -18,7 +18,7 @@ from rag.cli.ask import ask_cmd
 from rag.cli.evaluate import eval_cmd, train_group, tune_cmd
 from rag.cli.index import check_cmd, index_cmd, query_cmd
 from rag.cli.pipelines import pipeline_group, pipelines_cmd
-from rag.cli.serve import mcp_cmd, serve_cmd
+from rag.cli.serve import keys_group, mcp_cmd, serve_cmd
 from rag.cli.shard import shard_group
 
 __all__ = ["main"]
@@ -45,6 +45,7 @@ for command in (
     calibrate_answers_cmd,
     train_group,
     serve_cmd,
+    keys_group,
     mcp_cmd,
     pipelines_cmd,
     pipeline_group,

@@ -18,7 +18,7 @@ from rag.cli.common import (
 )
 from rag.core.errors import ConfigError
 
-__all__ = ["mcp_cmd", "serve_cmd"]
+__all__ = ["keys_group", "mcp_cmd", "serve_cmd"]
 
 
 @click.command("serve")
@@ -31,6 +31,14 @@ __all__ = ["mcp_cmd", "serve_cmd"]
     help="Pipeline to serve (name or YAML path); repeat to serve several, chosen by `model` in OpenAI "
     "requests (the first is the default) [default: the index's own].",
 )
+@click.option(
+    "--collection",
+    "collection_specs",
+    multiple=True,
+    metavar="NAME[=INDEX]",
+    help="Also serve index INDEX (default: NAME, in --index-dir) as collection NAME, with the pipeline it was "
+    "built with; repeatable. Without an explicit --index, the first collection is the default one.",
+)
 @allow_option
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="Port to listen on.")
@@ -39,7 +47,8 @@ __all__ = ["mcp_cmd", "serve_cmd"]
     "--api-keys-file",
     type=click.Path(dir_okay=False),
     default=None,
-    help="File with one API key per line (also: $RAG_API_KEYS, comma-separated). None: no authentication.",
+    help="File with one API key per line, or the YAML file of scoped keys `rag keys add` writes (read again when "
+    "it changes; also: $RAG_API_KEYS, comma-separated). None: no authentication.",
 )
 @click.option(
     "--cors-origin", "cors_origins", multiple=True, help="Origin allowed by CORS; repeatable [default: none]."
@@ -102,6 +111,7 @@ def serve_cmd(
     index: str,
     index_dir: str | None,
     pipelines: tuple[str, ...],
+    collection_specs: tuple[str, ...],
     allowed: tuple[str, ...],
     host: str,
     port: int,
@@ -136,14 +146,20 @@ def serve_cmd(
     with guard(False):
         try:
             from rag.serve.app import serve
-            from rag.serve.settings import ServerSettings, load_api_keys
+            from rag.serve.settings import CollectionSettings, ServerSettings, load_api_keys
         except ImportError as exc:
             raise MissingDependencyError(exc.name or "fastapi", "serve", "rag serve") from exc
+        collections = []
+        for spec in collection_specs:
+            name, _, folder = spec.partition("=")
+            collections.append(CollectionSettings(name, index_path(folder or name, index_dir)))
+        explicit = click.get_current_context().get_parameter_source("index") != click.core.ParameterSource.DEFAULT
         settings = ServerSettings(
-            index=index_path(index, index_dir),
+            index=index_path(index, index_dir) if explicit or not collections else None,
             pipelines=pipelines or (None,),
+            collections=tuple(collections),
             allowed=allowed,
-            api_keys=load_api_keys(api_keys_file),
+            api_keys=load_api_keys(),
             api_keys_file=api_keys_file,
             host=host,
             cors_origins=cors_origins,
@@ -203,3 +219,56 @@ def mcp_cmd(index: str, index_dir: str | None, pipeline: str | None, allowed: tu
         rag.folder.require_current()  # a missing index is an error now, not at the first tool call
         server = mcp_server(rag, root.parent)
     server.run("stdio")
+
+
+@click.group("keys")
+def keys_group() -> None:
+    """API keys of `rag serve --api-keys-file FILE`: each limited to collections and to a tenant's documents."""
+
+
+_keys_file_option = click.option(
+    "--file", "path", required=True, type=click.Path(dir_okay=False), help="The YAML key file (created if need be)."
+)
+
+
+@keys_group.command("add")
+@click.argument("name")
+@_keys_file_option
+@click.option("--collection", "collections", multiple=True, help="A collection it may use; repeatable [default: all].")
+@click.option("--tenant", default=None, help="It sees only chunks with tenant == TENANT; its uploads get that tenant.")
+@click.option("--filter", "filter_text", default=None, metavar="EXPR", help="A filter ANDed into all it asks.")
+def keys_add_cmd(
+    name: str, path: str, collections: tuple[str, ...], tenant: str | None, filter_text: str | None
+) -> None:
+    """Make a key NAME, store its hash in the key file, and print the key (shown this once)."""
+    from rag.serve.keys import add_key
+
+    with guard(False):
+        key = add_key(path, name, collections, tenant, filter_text)
+    click.echo(key)
+    click.echo(f"(stored as a hash in {path}; a running server admits it within a second)", err=True)
+
+
+@keys_group.command("remove")
+@click.argument("name")
+@_keys_file_option
+def keys_remove_cmd(name: str, path: str) -> None:
+    """Revoke the key NAME (a running server refuses it within a second)."""
+    from rag.serve.keys import remove_key
+
+    with guard(False):
+        remove_key(path, name)
+    click.echo(f"removed the key '{name}' from {path}")
+
+
+@keys_group.command("list")
+@_keys_file_option
+def keys_list_cmd(path: str) -> None:
+    """The keys of the key file: names and scopes (never the keys)."""
+    import json
+
+    from rag.serve.keys import list_keys
+
+    with guard(False):
+        for entry in list_keys(path):
+            click.echo(json.dumps(entry, ensure_ascii=False))

@@ -97,7 +97,8 @@ def build_application(settings: ServerSettings, deploy: RayServeSettings) -> Any
 
     absolute = dataclasses.replace(
         settings,
-        index=Path(settings.index).resolve(),
+        index=Path(settings.index).resolve() if settings.index is not None else None,
+        collections=tuple(dataclasses.replace(c, index=c.index.resolve()) for c in settings.collections),
         api_keys_file=str(Path(settings.api_keys_file).resolve()) if settings.api_keys_file else None,
     )
     env = {SETTINGS_ENV: absolute.to_json(), **deploy.env}

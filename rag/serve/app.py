@@ -1,8 +1,8 @@
-"""The app factory: `create_app(settings)` builds a FastAPI app for the configured pipelines.
+"""The app factory: `create_app(settings)` builds a FastAPI app for the configured collections and pipelines.
 
 Nothing happens at import. The factory reads the pipeline definitions (cheap) to derive the request
-models; the app's lifespan loads the models and the index once per worker process, before the
-first request. `serve()` runs it on uvicorn, in this process or in several workers.
+models, and the API keys; the app's lifespan loads the models and the indexes once per worker process, before
+the first request. `serve()` runs it on uvicorn, in this process or in several workers.
 
     from rag.serve import ServerSettings, create_app
     app = create_app(ServerSettings(index="indexes/docs", api_keys=("secret",)))
@@ -26,11 +26,11 @@ from pydantic import BaseModel
 
 from rag import __version__
 from rag.core.errors import MissingDependencyError
-from rag.serve.auth import KeyGuard, require_api_key
-from rag.serve.documents import DocumentFolder, JobQueue
+from rag.serve.auth import STATE_KEY, KeyGuard, api_key_of, operator_only
+from rag.serve.collections import Collections
 from rag.serve.documents_routes import documents_router
 from rag.serve.errors import ErrorEnvelope, error_responses, install_error_handlers
-from rag.serve.index_job import IndexJobRunner
+from rag.serve.keys import FULL_ACCESS, ApiKey, KeyRing
 from rag.serve.limits import BodyLimitMiddleware
 from rag.serve.metrics import CONTENT_TYPE_LATEST, Metrics, MetricsMiddleware
 from rag.serve.openai_routes import STREAM_MODELS as OPENAI_STREAM_MODELS
@@ -38,7 +38,6 @@ from rag.serve.openai_routes import openai_router
 from rag.serve.protocol import request_models
 from rag.serve.routes import STREAM_MODELS as NATIVE_STREAM_MODELS
 from rag.serve.routes import health_router, native_router
-from rag.serve.service import RagService
 from rag.serve.settings import SETTINGS_ENV, ServerSettings, is_loopback
 from rag.serve.streaming import component_schemas
 from rag.serve.tracing import configure_otel
@@ -47,72 +46,71 @@ __all__ = ["app_from_env", "create_app", "serve"]
 
 logger = logging.getLogger(__name__)
 
-_DESCRIPTION = """Retrieval and answers from one index, generated from its pipeline.
+_DESCRIPTION = """Retrieval and answers from indexes (collections), generated from their pipelines.
 
-Native: `POST /v1/query`, `POST /v1/answer` (`"stream": true` for Server-Sent Events).
+Native: `POST /v1/query`, `POST /v1/answer` (`"stream": true` for Server-Sent Events), `GET /v1/collections`.
 OpenAI-compatible: `/v1/chat/completions`, `/v1/completions`, `/v1/embeddings`, `/v1/models`.
 Uploads: `POST /v1/documents`, then `GET /v1/jobs/{id}`. Every error is
 `{"error": {"message", "type", "param", "code"}}`."""
 
 
 def create_app(settings: ServerSettings) -> FastAPI:
-    """A new app serving `settings.pipelines` over `settings.index`; see the module docstring."""
-    service = RagService(settings)
-    service.load_pipelines()
+    """A new app serving `settings.served()` collections; see the module docstring."""
+    collections = Collections(settings)
+    ring = KeyRing(settings.api_keys, settings.api_keys_file, [c.name for c in collections])
     metrics = Metrics()
-    for served in service.served.values():
-        for pipeline in served.pipelines:
-            metrics.instrument(served.name, pipeline)
-    documents = DocumentFolder(settings.index, lambda: service.default.mirrored_source())
-    run = IndexJobRunner(
-        settings.index, service.default.pipeline, settings.job_memory_mb, settings.job_timeout_s, settings.index_wait_s
-    )
-    jobs = JobQueue(documents, run, lambda: service.sync(wait=True, strict=True))
-    mcp = _mcp_tools(service, settings)
+    for collection in collections:
+        for served in collection.service.served.values():
+            for pipeline in served.pipelines:
+                metrics.instrument(served.model, pipeline)
+    mcp = _mcp_tools(collections)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        if not settings.api_keys and not is_loopback(settings.host):
+        if not ring and not is_loopback(settings.host):
             logger.warning(
                 "no API keys are configured and the server listens on %s: anyone who can reach it can use it; "
                 "set RAG_API_KEYS or --api-keys-file",
                 settings.host,
             )
-        await anyio.to_thread.run_sync(jobs.recover)
-        await anyio.to_thread.run_sync(service.start)
+        for collection in collections:
+            await anyio.to_thread.run_sync(collection.jobs.recover)
+            await anyio.to_thread.run_sync(collection.service.start)
         try:
             async with mcp.session_manager.run() if mcp is not None else contextlib.nullcontext():
                 yield
         finally:
-            await anyio.to_thread.run_sync(jobs.close)
+            for collection in collections:
+                await anyio.to_thread.run_sync(collection.jobs.close)
 
     if settings.otel:
         configure_otel()
     app = FastAPI(title="rag", version=__version__, description=_DESCRIPTION, lifespan=lifespan)
-    app.state.service = service
+    app.state.collections = collections
+    app.state.service = collections.default.service
     app.state.metrics = metrics
-    app.state.jobs = jobs
+    app.state.jobs = collections.default.jobs
     install_error_handlers(app)
-    auth = [Depends(require_api_key(settings.api_keys))] if settings.api_keys else []
-    refused = error_responses(401, 403) if settings.api_keys else {}
-    app.include_router(health_router(service))
-    models = request_models(service.default.pipeline, settings)
-    app.include_router(native_router(service, models, metrics), dependencies=auth, responses=refused)
-    app.include_router(openai_router(service, metrics), dependencies=auth, responses=refused)
-    app.include_router(documents_router(documents, jobs), dependencies=auth, responses=refused)
+    refused = error_responses(401, 403) if ring else {}
+    identified = Depends(api_key_of(ring))
+    app.include_router(health_router(collections))
+    models = request_models([c.service.default.pipeline for c in collections], settings)
+    app.include_router(native_router(collections, models, metrics, ring), responses=refused)
+    app.include_router(openai_router(collections, metrics, ring), responses=refused)
+    app.include_router(documents_router(collections, ring), responses=refused)
     if mcp is not None:  # the MCP tools over streamable HTTP, behind the same keys
         tools = mcp.streamable_http_app(streamable_http_path="/", stateless_http=True, json_response=True)
-        app.mount("/mcp", KeyGuard(tools, settings.api_keys) if settings.api_keys else tools)
+        app.mount("/mcp", KeyGuard(tools, ring))
 
     @app.get(
         "/metrics",
-        dependencies=auth,
         tags=["health"],
-        summary="Prometheus metrics",
+        summary="Prometheus metrics (keys without a scope only)",
         response_class=PlainTextResponse,
         responses=refused,
     )
-    async def prometheus() -> Response:
+    async def prometheus(key: ApiKey = identified) -> Response:
+        operator_only(key, "/metrics")
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     def openapi() -> dict[str, Any]:  # FastAPI's, with the models that error answers and streamed events refer to
@@ -172,24 +170,47 @@ def serve(settings: ServerSettings, port: int = 8000, workers: int = 1, log_leve
         )
         return
     app = create_app(settings)
-    app.state.service.start()  # here, so that a model or index that cannot load is reported before listening
+    for collection in app.state.collections:  # here, so that a model or index that cannot load is reported before
+        collection.service.start()  # listening
     uvicorn.run(app, host=settings.host, port=port, log_level=log_level)
 
 
-def _mcp_tools(service: RagService, settings: ServerSettings) -> Any:
-    """The MCP server of the default pipeline's tools (docs/serving.md), or None without the `mcp` package."""
-    try:
-        from rag.serve.mcp import describe_index, tools_server
+def _mcp_tools(collections: Collections) -> Any:
+    """The MCP server of the collections' tools (docs/mcp.md): each call uses the first collection its key may
+    use, within the key's scope; None without the `mcp` package."""
+    from rag.serve.mcp import describe_index, tools_server
 
-        return tools_server(
-            lambda query, top_k, filters: service.query(service.default, query, top_k, filters),
-            lambda question, mode, top_k, filters: service.ask(
-                service.default, question, top_k, None, answer_mode=mode, filters=filters
-            ),
-            lambda: [describe_index(settings.index, True)],
-            lambda: service.read(service.default, lambda rag: rag.documents()),
-            lambda path: service.read(service.default, lambda rag: rag.document_text(path)),
-        )
+    def key_of(request: Any) -> ApiKey:
+        return getattr(request.state, STATE_KEY, FULL_ACCESS) if request is not None else FULL_ACCESS
+
+    def find(request: Any, query: str, top_k: int | None, filters: Any) -> Any:
+        key = key_of(request)
+        service = collections.get(None, key).service
+        return service.query(service.default, query, top_k, filters, key.scope())
+
+    def answer(request: Any, question: str, mode: str | None, top_k: int | None, filters: Any) -> Any:
+        key = key_of(request)
+        service = collections.get(None, key).service
+        return service.ask(service.default, question, top_k, None, answer_mode=mode, filters=filters, scope=key.scope())
+
+    def indexes(request: Any) -> list[dict[str, Any]]:
+        key = key_of(request)
+        if key.scoped:  # the names only: counts would tell of documents outside its scope
+            return [{"name": c.name, "served": True} for c in collections.visible(key)]
+        return [describe_index(c.service.collection.index, True) | {"name": c.name} for c in collections]
+
+    def documents(request: Any) -> Any:
+        key = key_of(request)
+        service = collections.get(None, key).service
+        return service.read(service.default, lambda rag: rag.documents(key.scope()))
+
+    def document(request: Any, path: str) -> Any:
+        key = key_of(request)
+        service = collections.get(None, key).service
+        return service.read(service.default, lambda rag: rag.document_text(path, key.scope()))
+
+    try:
+        return tools_server(find, answer, indexes, documents, document)
     except MissingDependencyError:
         logger.info("the mcp package is not installed: no MCP tools at /mcp/ (pip install 'rag[mcp]')")
         return None

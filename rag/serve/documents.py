@@ -1,7 +1,9 @@
 """Uploaded documents and the background jobs that index them.
 
 Uploads are written to `INDEX/documents/` (file names sanitised, written aside then renamed into
-place, so nothing lands outside that folder and no half-written file is indexed), and the index is
+place, so nothing lands outside that folder and no half-written file is indexed); a tenant's uploads go to
+`INDEX/documents/TENANT/`, each with a sidecar `NAME.meta.json` holding `{"tenant": TENANT}` and the metadata sent
+with it (which the indexer gives its chunks; a sidecar's fields win over the file's own). The index is
 kept in step with that folder by one job at a time, each run by `run` (in the server: a child process bounded
 in memory and time, `rag.serve.index_job`; a job that goes over a bound fails and its uploads are moved to
 `INDEX/quarantine/`), from a worker thread. Each job's state is written
@@ -28,13 +30,15 @@ from typing import Any
 from rag.core.errors import RagError, ResourceLimitError
 from rag.serve.errors import ServiceError
 
-__all__ = ["DOCUMENTS_FOLDER", "DocumentFolder", "JobQueue", "safe_name"]
+__all__ = ["DOCUMENTS_FOLDER", "SIDECAR_SUFFIXES", "DocumentFolder", "JobQueue", "safe_name"]
 
 logger = logging.getLogger(__name__)
 
 DOCUMENTS_FOLDER = "documents"
 _JOB_ID = re.compile(r"^[0-9a-f]{32}$")
 _MAX_NAME = 120
+SIDECAR_SUFFIXES = (".meta.json", ".meta.yaml", ".meta.yml")
+"""Names of metadata sidecar files (`report.pdf.meta.json` gives `report.pdf` its fields); never uploaded as such."""
 
 
 def safe_name(name: str) -> str:
@@ -51,12 +55,17 @@ def safe_name(name: str) -> str:
     return base
 
 
-def _is_safe(name: str) -> bool:
-    """Whether `name` is its own `safe_name` (the only names documents have)."""
+def _is_safe(doc_id: str) -> bool:
+    """Whether `doc_id` is a document id: a `safe_name`, or TENANT/`safe_name` (the only ids documents have)."""
+    parts = doc_id.split("/")
     try:
-        return bool(name) and safe_name(name) == name
+        return 1 <= len(parts) <= 2 and all(part and safe_name(part) == part for part in parts)
     except ServiceError:  # no usable characters: no document has that name
         return False
+
+
+def _is_sidecar(name: str) -> bool:
+    return name.lower().endswith(SIDECAR_SUFFIXES)
 
 
 class DocumentFolder:
@@ -79,45 +88,83 @@ class DocumentFolder:
             )
 
     def quarantine(self, doc_ids: list[str]) -> list[str]:
-        """Move these uploads out of the uploads folder into `quarantine/` beside it; the ids moved."""
+        """Move these uploads (and their sidecars) out of the uploads folder into `quarantine/` beside it; the ids
+        moved."""
         moved = []
         target = self.index / "quarantine"
         for doc_id in doc_ids:
             source = self.root / doc_id
             if _is_safe(doc_id) and source.is_file():
-                target.mkdir(parents=True, exist_ok=True)
+                (target / doc_id).parent.mkdir(parents=True, exist_ok=True)
                 os.replace(source, target / doc_id)
+                sidecar = self._sidecar(doc_id)
+                if sidecar.is_file():
+                    os.replace(sidecar, target / sidecar.relative_to(self.root))
                 moved.append(doc_id)
         return moved
 
-    def path(self, doc_id: str) -> Path:
-        """The file of document `doc_id`; 404 when there is none."""
-        if not _is_safe(doc_id) or not (self.root / doc_id).is_file():
+    def path(self, doc_id: str, tenant: str | None = None) -> Path:
+        """The file of document `doc_id` (one of `tenant`'s, if given); 404 when there is none."""
+        mine = tenant is None or doc_id.startswith(f"{tenant}/")
+        if not mine or not _is_safe(doc_id) or _is_sidecar(doc_id) or not (self.root / doc_id).is_file():
             raise ServiceError(f"no uploaded document '{doc_id}' (see GET /v1/documents)", "document_not_found")
         return self.root / doc_id
 
-    def save(self, name: str, data: bytes) -> dict[str, Any]:
-        """Write `data` as document `safe_name(name)`, replacing a document of that name."""
-        doc_id = safe_name(name)
-        self.root.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".upload-", dir=self.root)  # hidden: never indexed half-written
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            os.replace(tmp, self.root / doc_id)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+    def save(
+        self, name: str, data: bytes, tenant: str | None = None, metadata: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Write `data` as document `safe_name(name)` (in `tenant`'s folder, if given), replacing a document of that
+        name; `metadata` (with `tenant`) goes to its sidecar, and a sidecar left by an earlier upload goes away."""
+        if _is_sidecar(name):
+            raise ServiceError(
+                f"'{name}' is named as a metadata sidecar; send metadata in the upload's 'metadata' field instead",
+                "invalid_name",
+                "name",
+            )
+        doc_id = f"{tenant}/{safe_name(name)}" if tenant is not None else safe_name(name)
+        fields = {**(metadata or {}), **({"tenant": tenant} if tenant is not None else {})}
+        if fields:
+            _write_aside(self._sidecar(doc_id), json.dumps(fields, ensure_ascii=False).encode("utf-8"))
+        else:
+            self._sidecar(doc_id).unlink(missing_ok=True)
+        _write_aside(self.root / doc_id, data)
         return {"id": doc_id, "bytes": len(data)}
 
-    def delete(self, doc_id: str) -> None:
-        self.path(doc_id).unlink()
+    def delete(self, doc_id: str, tenant: str | None = None) -> None:
+        self.path(doc_id, tenant).unlink()
+        self._sidecar(doc_id).unlink(missing_ok=True)
 
-    def list(self) -> list[dict[str, Any]]:
-        if not self.root.is_dir():
+    def list(self, tenant: str | None = None) -> list[dict[str, Any]]:
+        """The uploaded documents (`tenant`'s only, if given)."""
+        folder = self.root / tenant if tenant is not None else self.root
+        if not folder.is_dir():
             return []
-        files = sorted(p for p in self.root.iterdir() if p.is_file() and not p.name.startswith("."))
-        return [{"id": p.name, "bytes": p.stat().st_size, "modified": int(p.stat().st_mtime)} for p in files]
+        found = [p for p in folder.iterdir() if p.is_file()]
+        if tenant is None:
+            found += [p for sub in self.root.iterdir() if sub.is_dir() for p in sub.iterdir() if p.is_file()]
+        listed = []
+        for path in sorted(found):
+            doc_id = path.relative_to(self.root).as_posix()
+            if _is_safe(doc_id) and not _is_sidecar(doc_id):
+                stat = path.stat()
+                listed.append({"id": doc_id, "bytes": stat.st_size, "modified": int(stat.st_mtime)})
+        return listed
+
+    def _sidecar(self, doc_id: str) -> Path:
+        return self.root / f"{doc_id}{SIDECAR_SUFFIXES[0]}"
+
+
+def _write_aside(target: Path, data: bytes) -> None:
+    """Write `data` to a hidden file beside `target` (never indexed half-written), then rename it into place."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".upload-", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 class JobQueue:
@@ -133,9 +180,10 @@ class JobQueue:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
-    def submit(self, action: str, documents: list[str]) -> dict[str, Any]:
-        """Queue a job that brings the index in step with the uploads folder."""
+    def submit(self, action: str, documents: list[str], tenant: str | None = None) -> dict[str, Any]:
+        """Queue a job that brings the index in step with the uploads folder (for `tenant`'s documents)."""
         job: dict[str, Any] = {"id": uuid.uuid4().hex, "status": "queued", "action": action, "documents": documents}
+        job["tenant"] = tenant
         job["pid"] = os.getpid()  # the process that runs it: `recover` tells a dead one's jobs from live ones
         job |= {"created": time.time(), "started": None, "finished": None, "report": None, "error": None}
         self._write(job)
@@ -149,10 +197,11 @@ class JobQueue:
                 self._thread.start()
         self._queue.put(job)
 
-    def get(self, job_id: str) -> dict[str, Any]:
+    def get(self, job_id: str) -> dict[str, Any] | None:
+        """Job `job_id` of this queue, or None."""
         path = self.folder / f"{job_id}.json"
         if not _JOB_ID.match(job_id) or not path.is_file():
-            raise ServiceError(f"no job '{job_id}'", "job_not_found")
+            return None
         data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
         return data
 

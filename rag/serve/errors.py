@@ -72,6 +72,7 @@ class ServiceError(RagError):
 
 SERVICE_STATUS = {
     "model_not_found": 404,
+    "collection_not_found": 404,
     "document_not_found": 404,
     "job_not_found": 404,
     "no_answer": 400,
@@ -128,7 +129,8 @@ class ErrorEnvelope(BaseModel):
 _ERROR_DESCRIPTIONS = {
     400: "The request cannot be served as asked (`invalid_value`: settings the pipeline cannot honour)",
     401: "No API key was sent (`missing_api_key`)",
-    403: "The API key is not valid for this server (`invalid_api_key`)",
+    403: "The API key is not valid for this server (`invalid_api_key`), or is limited to other collections or "
+    "documents (`scoped_key`)",
     404: "Not found",
     409: "Conflict",
     413: "The body is larger than this server accepts (`body_too_large`)",

@@ -2,17 +2,19 @@
 the same tools at `/mcp/` of `rag serve` (streamable HTTP, behind the server's API keys).
 
 Resources: `rag://documents` (the documents: path, title, size, chunks) and `rag://documents/{+path}` (one
-document's text as the index holds it). Tools, with structured results:
+document's text as the index holds it); both are URI templates, so that on a server each read knows the API key it
+comes with. Tools, with structured results:
 
     search(query, top_k=5, filters=None)                      the retrieval hits (as `rag query --json`)
     ask(question, answer_mode=None, top_k=None, filters=None)  the answer, its citations and abstention
     list_indexes()                                            the indexes in the folder of indexes
 
 `filters` takes a metadata filter in its string or JSON form (docs/filters.md). Errors (an empty query, an
-unknown filter field) come back as tool errors with rag's one-line message.
-"""
+unknown filter field) come back as tool errors with rag's one-line message. On a server, every call is made
+within the scope of the API key it came with (its collections, its tenant; docs/serving.md).
 
-from __future__ import annotations
+No `from __future__ import annotations` here: the SDK finds the `Context` parameter by its annotation.
+"""
 
 import json
 import threading
@@ -48,25 +50,26 @@ def mcp_server(rag: RAG, index_dir: Path | None = None) -> Any:
         return [describe_index(folder, folder == rag.folder.root) for folder in folders or [rag.folder.root]]
 
     return tools_server(
-        locked(rag.query),
-        locked(lambda question, mode, top_k, filters: rag.ask(question, top_k, answer_mode=mode, filters=filters)),
-        indexes,
-        locked(rag.documents),
-        locked(rag.document_text),
+        locked(lambda _, query, top_k, filters: rag.query(query, top_k, filters)),
+        locked(lambda _, question, mode, top_k, filters: rag.ask(question, top_k, answer_mode=mode, filters=filters)),
+        lambda _: indexes(),
+        locked(lambda _: rag.documents()),
+        locked(lambda _, path: rag.document_text(path)),
     )
 
 
 def tools_server(
-    find: Callable[[str, int | None, FilterLike | None], list[Hit]],
-    answer: Callable[[str, str | None, int | None, FilterLike | None], Answer],
-    indexes: Callable[[], list[dict[str, Any]]],
-    documents: Callable[[], list[dict[str, Any]]],
-    document: Callable[[str], str],
+    find: Callable[[Any, str, int | None, FilterLike | None], list[Hit]],
+    answer: Callable[[Any, str, str | None, int | None, FilterLike | None], Answer],
+    indexes: Callable[[Any], list[dict[str, Any]]],
+    documents: Callable[[Any], list[dict[str, Any]]],
+    document: Callable[[Any, str], str],
 ) -> Any:
-    """An `MCPServer` with the tools `search` (over `find`), `ask` (over `answer`) and `list_indexes`; a RagError
-    they raise becomes a tool error with its message."""
+    """An `MCPServer` with the tools `search` (over `find`), `ask` (over `answer`) and `list_indexes`, and the
+    document resources; each callable gets the HTTP request first (None over stdio). A RagError they raise becomes
+    a tool error with its message."""
     try:
-        from mcp.server.mcpserver import MCPServer
+        from mcp.server.mcpserver import Context, MCPServer
         from mcp.server.mcpserver.exceptions import ToolError
     except ImportError as exc:
         raise MissingDependencyError("mcp", "mcp", "the MCP server") from exc
@@ -75,16 +78,20 @@ def tools_server(
         instructions="Search and question the documents of this index; cite the passages the answers come from.",
     )
 
-    async def guarded(call: Callable[[], Any]) -> Any:
-        """`call` in a worker thread (the server's event loop goes on), a RagError as a tool error."""
+    async def guarded(call: Callable[..., Any], ctx: Any, *args: Any) -> Any:
+        """`call(request, *args)` in a worker thread (the server's event loop goes on), a RagError as a tool
+        error."""
+        request = ctx.request_context.request if ctx is not None else None
         try:
-            return await anyio.to_thread.run_sync(call)
+            return await anyio.to_thread.run_sync(lambda: call(request, *args))
         except RagError as exc:
             raise ToolError(str(exc)) from None
 
     @server.tool(description="Find the passages of the indexed documents that best match a query.")
-    async def search(query: str, top_k: int = 5, filters: str | dict[str, Any] | None = None) -> dict[str, Any]:
-        hits = await guarded(lambda: find(query, top_k, filters))
+    async def search(
+        ctx: Context, query: str, top_k: int = 5, filters: str | dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        hits = await guarded(find, ctx, query, top_k, filters)
         return {"hits": [hit.to_dict() for hit in hits]}
 
     @server.tool(
@@ -92,23 +99,24 @@ def tools_server(
         "they do not answer it (abstained: true).",
     )
     async def ask(
+        ctx: Context,
         question: str,
         answer_mode: str | None = None,
         top_k: int | None = None,
         filters: str | dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        result: Answer = await guarded(lambda: answer(question, answer_mode, top_k, filters))
+        result: Answer = await guarded(answer, ctx, question, answer_mode, top_k, filters)
         return result.to_dict()
 
     @server.tool(description="The indexes this server can see: name, documents, chunks, pipeline, last update.")
-    async def list_indexes() -> dict[str, Any]:
-        return {"indexes": await guarded(indexes)}
+    async def list_indexes(ctx: Context) -> dict[str, Any]:
+        return {"indexes": await guarded(indexes, ctx)}
 
     @server.resource(
-        "rag://documents", name="documents", mime_type="application/json", description="The indexed documents."
+        "rag://documents{?page}", name="documents", mime_type="application/json", description="The indexed documents."
     )
-    async def list_documents() -> str:
-        return json.dumps({"documents": await guarded(documents)}, ensure_ascii=False)
+    async def list_documents(ctx: Context, page: str = "") -> str:
+        return json.dumps({"documents": await guarded(documents, ctx)}, ensure_ascii=False)
 
     @server.resource(
         "rag://documents/{+path}",
@@ -116,8 +124,8 @@ def tools_server(
         mime_type="text/plain",
         description="A document's text as the index holds it (its path as listed by rag://documents).",
     )
-    async def read_document(path: str) -> str:
-        text: str = await guarded(lambda: document(path))
+    async def read_document(ctx: Context, path: str) -> str:
+        text: str = await guarded(document, ctx, path)
         return text
 
     return server

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from rag.generate.decoding import DecodingConfig
 from rag.serve.errors import ApiError
-from rag.serve.protocol import FILTERS_FIELD, CitationModel, ClaimModel, check_decoding
+from rag.serve.protocol import COLLECTION_FIELD, FILTERS_FIELD, CitationModel, ClaimModel, check_decoding
 
 __all__ = [
     "ChatCompletion",
@@ -46,7 +46,7 @@ class StreamOptions(BaseModel):
 
 class GenerationRequest(BaseModel):
     model_config = ConfigDict(extra="allow", allow_inf_nan=False, strict=True)
-    model: str = Field(description="A served pipeline's name (see /v1/models).")
+    model: str = Field(description="A served pipeline: its name, or COLLECTION/NAME (see /v1/models).")
     stream: bool = False
     stream_options: StreamOptions | None = None
     max_tokens: int | None = Field(None, ge=1)
@@ -61,6 +61,7 @@ class GenerationRequest(BaseModel):
         None, description="rag's answer mode (extra body field); left out: the pipeline's (docs/answers.md)."
     )
     filters: FILTERS_FIELD[0] = FILTERS_FIELD[1]
+    collection: COLLECTION_FIELD[0] = COLLECTION_FIELD[1]
 
 
 class ChatCompletionRequest(GenerationRequest):
@@ -81,7 +82,10 @@ class CompletionRequest(GenerationRequest):
 
 class EmbeddingRequest(BaseModel):
     model_config = ConfigDict(extra="allow", strict=True)
-    model: str = Field(description="A served pipeline's name; its dense embedding model embeds the input.")
+    model: str = Field(
+        description="A served pipeline (its name, or COLLECTION/NAME); its dense embedding model embeds the input."
+    )
+    collection: COLLECTION_FIELD[0] = COLLECTION_FIELD[1]
     input: str | Annotated[list[str], Field(min_length=1)] = Field(
         description="A text or a list of texts (not tokens: the server has no tokenizer of OpenAI's models)."
     )

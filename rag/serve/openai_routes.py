@@ -1,6 +1,8 @@
 """OpenAI-compatible endpoints: `/v1/chat/completions`, `/v1/completions`, `/v1/embeddings`, `/v1/models`.
 
-`model` names one of the pipelines configured at start-up. The answer's citations travel as an
+`model` names one of the pipelines configured at start-up: its name in the default collection, COLLECTION/NAME in
+another (or its name, with the extra field `collection`); the key's scope is ANDed into `filters`. The answer's
+citations travel as an
 extra `citations` field of the completion (and of the last streamed chunk), in the native shape, with
 `abstained`, `answerability`, `claims` and `retracted`; requests may set rag's `answer_mode` and `filters`
 (extra fields).
@@ -16,14 +18,17 @@ import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from rag.core.errors import RagError
 from rag.core.types import Answer
+from rag.serve.auth import api_key_of
+from rag.serve.collections import Collections
 from rag.serve.errors import ApiError, ErrorEnvelope, envelope, error_responses, from_rag_error
+from rag.serve.keys import ApiKey, KeyRing
 from rag.serve.metrics import Metrics
 from rag.serve.openai_protocol import (
     ChatCompletion,
@@ -42,7 +47,7 @@ from rag.serve.openai_protocol import (
 )
 from rag.serve.protocol import generator_decoding
 from rag.serve.routes import SSE_HEADERS, collect, start_stream
-from rag.serve.service import RagService, ServedPipeline
+from rag.serve.service import ServedPipeline
 from rag.serve.streaming import event_stream, json_data, sse_event
 
 __all__ = ["STREAM_MODELS", "openai_router"]
@@ -50,7 +55,7 @@ __all__ = ["STREAM_MODELS", "openai_router"]
 STREAM_MODELS: list[type[BaseModel]] = [ChatCompletionChunk, CompletionChunk]
 """Models that only streamed events use (the OpenAPI document's components must hold them)."""
 
-_NO_MODEL = (404, "No served pipeline has this name (`model_not_found`; see /v1/models)")
+_NO_MODEL = (404, "No served pipeline or collection has this name for this key (`model_not_found`, see /v1/models)")
 _CANNOT_ANSWER = (
     400,
     "The pipeline cannot answer as asked: it only retrieves (`no_answer`) or cannot honour the settings "
@@ -70,47 +75,54 @@ def _generation_responses(chunk: type[ChatCompletionChunk | CompletionChunk]) ->
 logger = logging.getLogger(__name__)
 
 
-def openai_router(service: RagService, metrics: Metrics) -> APIRouter:
+def openai_router(collections: Collections, metrics: Metrics, ring: KeyRing) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["openai"])
-    settings = service.settings
+    settings = collections.settings
+    identified = Depends(api_key_of(ring))
 
-    @router.get("/models", response_model=ModelList, summary="The served pipelines")
-    async def models() -> Response:
-        data = [
-            {"id": name, "object": "model", "created": service.started, "owned_by": "rag"} for name in service.served
-        ]
-        return JSONResponse({"object": "list", "data": data})
+    @router.get("/models", response_model=ModelList, summary="The served pipelines this key may use")
+    async def models(key: ApiKey = identified) -> Response:
+        return JSONResponse({"object": "list", "data": collections.models(key)})
 
     @router.get(
-        "/models/{model_id}",
+        "/models/{model_id:path}",
         response_model=ModelCard,
         summary="One served pipeline",
         responses=error_responses(404, 500),
     )
-    async def model(model_id: str) -> Response:
-        served = service.get(model_id)
-        return JSONResponse({"id": served.name, "object": "model", "created": service.started, "owned_by": "rag"})
+    async def model(model_id: str, key: ApiKey = identified) -> Response:
+        collection, served = collections.model(model_id, None, key)
+        started = collection.service.started
+        return JSONResponse({"id": served.model, "object": "model", "created": started, "owned_by": "rag"})
 
     async def run(
-        body: GenerationRequest, question: str, max_tokens: int | None, request: Request, kind: str
+        body: GenerationRequest, question: str, max_tokens: int | None, request: Request, kind: str, key: ApiKey
     ) -> Response:
-        served = service.get(body.model)
+        collection, served = collections.model(body.model, body.collection, key)
+        service = collection.service
         decoding: dict[str, Any] = {}
         if "decoding" in served.pipeline.inputs:
             base = generator_decoding(served.pipeline)
             decoding = openai_decoding(body, base, max_tokens, settings.max_tokens)
         call = functools.partial(
-            service.ask, served, question, None, decoding, answer_mode=body.answer_mode, filters=body.filters
+            service.ask,
+            served,
+            question,
+            None,
+            decoding,
+            answer_mode=body.answer_mode,
+            filters=body.filters,
+            scope=key.scope(),
         )
         header = {"id": f"{'chatcmpl' if kind == 'chat' else 'cmpl'}-{uuid.uuid4().hex}", "created": int(time.time())}
-        header["model"] = served.name
+        header["model"] = served.model
         if body.stream:
             first, stream = await start_stream(call)
             usage = bool(body.stream_options and body.stream_options.include_usage)
             events = _chunks(first, stream, header, kind, max_tokens, usage, served, metrics)
             return StreamingResponse(events, media_type="text/event-stream", headers=SSE_HEADERS)
         answer = await collect(call, request)
-        metrics.answered(served.name, answer)
+        metrics.answered(served.model, answer)
         if kind == "chat":
             choice: dict[str, Any] = {"index": 0, "message": {"role": "assistant", "content": answer.text}}
         else:
@@ -126,9 +138,9 @@ def openai_router(service: RagService, metrics: Metrics) -> APIRouter:
         summary="OpenAI chat completions, answered from the index",
         responses=_generation_responses(ChatCompletionChunk),
     )
-    async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
+    async def chat_completions(body: ChatCompletionRequest, request: Request, key: ApiKey = identified) -> Response:
         question = last_user_message(body.messages, settings.max_query_chars)
-        return await run(body, question, body.max_completion_tokens or body.max_tokens, request, "chat")
+        return await run(body, question, body.max_completion_tokens or body.max_tokens, request, "chat", key)
 
     @router.post(
         "/completions",
@@ -136,13 +148,13 @@ def openai_router(service: RagService, metrics: Metrics) -> APIRouter:
         summary="OpenAI completions: the prompt is the question",
         responses=_generation_responses(CompletionChunk),
     )
-    async def completions(body: CompletionRequest, request: Request) -> Response:
+    async def completions(body: CompletionRequest, request: Request, key: ApiKey = identified) -> Response:
         prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
         if len(prompts) != 1 or not prompts[0].strip():
             raise ApiError(422, "prompt must be one non-empty string", param="prompt")
         if len(prompts[0]) > settings.max_query_chars:
             raise ApiError(422, f"prompt is longer than {settings.max_query_chars} characters", param="prompt")
-        return await run(body, prompts[0], body.max_tokens, request, "completion")
+        return await run(body, prompts[0], body.max_tokens, request, "completion", key)
 
     @router.post(
         "/embeddings",
@@ -152,8 +164,9 @@ def openai_router(service: RagService, metrics: Metrics) -> APIRouter:
             (400, "The pipeline has no dense embedding model (`no_embedder`)"), _NO_MODEL, 413, 422, 500, 503
         ),
     )
-    async def embeddings(body: EmbeddingRequest) -> Response:
-        served = service.get(body.model)
+    async def embeddings(body: EmbeddingRequest, key: ApiKey = identified) -> Response:
+        collection, served = collections.model(body.model, body.collection, key)
+        service = collection.service
         texts = [body.input] if isinstance(body.input, str) else list(body.input)
         if len(texts) > settings.max_embedding_inputs:
             raise ApiError(422, f"at most {settings.max_embedding_inputs} inputs per request", param="input")
@@ -171,7 +184,7 @@ def openai_router(service: RagService, metrics: Metrics) -> APIRouter:
             data.append({"object": "embedding", "index": i, "embedding": value})
         tokens = sum(len(t.split()) for t in texts)
         usage = {"prompt_tokens": tokens, "total_tokens": tokens}
-        return JSONResponse({"object": "list", "data": data, "model": served.name, "usage": usage})
+        return JSONResponse({"object": "list", "data": data, "model": served.model, "usage": usage})
 
     return router
 
@@ -225,7 +238,7 @@ async def _chunks(
             yield sse_event(chunk(item))
             item = await anext(stream)
         finished = True
-        metrics.answered(served.name, item)
+        metrics.answered(served.model, item)
         last = chunk(None, _finish_reason(item, max_tokens))
         yield sse_event(last | _grounding(item))
         if include_usage:
@@ -239,6 +252,6 @@ async def _chunks(
         yield sse_event(envelope("internal server error; the server log has the details", "server_error"))
     finally:
         if not finished:
-            metrics.cancelled.labels(pipeline=served.name).inc()
+            metrics.cancelled.labels(pipeline=served.model).inc()
         await stream.aclose()
     yield sse_event("[DONE]")

@@ -29,6 +29,8 @@ __all__ = [
     "ANSWER_FIELDS",
     "AnswerResponse",
     "CitationModel",
+    "CollectionCard",
+    "CollectionList",
     "HealthResponse",
     "HitModel",
     "QueryResponse",
@@ -128,6 +130,16 @@ class HealthResponse(BaseModel):
     status: Literal["ok"]
 
 
+class CollectionCard(BaseModel):
+    name: str
+    pipelines: list[str] = Field(description="Its pipelines (the OpenAI `model` ids), its default first.")
+    default: bool = Field(description="Whether requests that name no collection use it.")
+
+
+class CollectionList(BaseModel):
+    collections: list[CollectionCard]
+
+
 class ReadyResponse(BaseModel):
     status: Literal["ready"]
     index: str = Field(description="The index generation being served.")
@@ -142,7 +154,6 @@ class RequestModels:
     answer: type[BaseModel] | None
     top_k: bool
     decoding: tuple[str, ...]
-    base_decoding: dict[str, Any]
 
 
 def hits_body(hits: list[Hit]) -> dict[str, Any]:
@@ -204,9 +215,16 @@ FILTERS_FIELD: Any = (
 )
 
 
-def request_models(pipeline: Pipeline, settings: ServerSettings) -> RequestModels:
-    """Build the request models for `pipeline` under the server's limits."""
-    top_k = "top_k" in pipeline.inputs
+COLLECTION_FIELD: Any = (
+    Annotated[str, StringConstraints(min_length=1, max_length=64)] | None,
+    Field(None, description="The collection to use (left out: the first this key may use; see GET /v1/collections)."),
+)
+
+
+def request_models(pipelines: list[Pipeline], settings: ServerSettings) -> RequestModels:
+    """Build the request models for the collections' default `pipelines` under the server's limits: a field any of
+    them takes (a collection whose pipeline does not take a field it was sent refuses the request)."""
+    top_k = any("top_k" in p.inputs for p in pipelines)
     text = Annotated[
         str,
         StringConstraints(strip_whitespace=True, min_length=1, max_length=settings.max_query_chars),
@@ -214,12 +232,14 @@ def request_models(pipeline: Pipeline, settings: ServerSettings) -> RequestModel
     ]
     query_fields: dict[str, Any] = {"query": (text, Field(description="The search text (not empty)."))}
     if top_k:
-        query_fields["top_k"] = _top_k_field(pipeline, settings, "hits")
+        query_fields["top_k"] = _top_k_field(pipelines, settings, "hits")
     query_fields["filters"] = FILTERS_FIELD
+    query_fields["collection"] = COLLECTION_FIELD
     strict = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
     query = create_model("QueryRequest", __config__=strict, **query_fields)
-    if "answer" not in pipeline.outputs:
-        return RequestModels(query, None, top_k, (), {})
+    answering = [p for p in pipelines if "answer" in p.outputs]
+    if not answering:
+        return RequestModels(query, None, top_k, ())
     answer_fields: dict[str, Any] = {
         "question": (text, Field(description="The question (not empty).")),
         "stream": (
@@ -228,15 +248,17 @@ def request_models(pipeline: Pipeline, settings: ServerSettings) -> RequestModel
         ),
     }
     if top_k:
-        answer_fields["top_k"] = _top_k_field(pipeline, settings, "passages retrieved")
+        answer_fields["top_k"] = _top_k_field(pipelines, settings, "passages retrieved")
     answer_fields["filters"] = FILTERS_FIELD
-    if "answer_mode" in pipeline.inputs and (modes := pipeline.answer_modes()):
+    answer_fields["collection"] = COLLECTION_FIELD
+    modes = tuple(dict.fromkeys(m for p in answering if "answer_mode" in p.inputs for m in p.answer_modes()))
+    if modes:
         answer_fields["answer_mode"] = (
             Literal[modes] | None,
             Field(None, description="extractive, grounded or generate; left out: the pipeline's (docs/answers.md)."),
         )
     decoding: list[str] = []
-    if "decoding" in pipeline.inputs:
+    if any("decoding" in p.inputs for p in answering):
         for name, field in _decoding_fields(settings).items():
             answer_fields[name] = field
             decoding.append(name)
@@ -248,7 +270,7 @@ def request_models(pipeline: Pipeline, settings: ServerSettings) -> RequestModel
                 Field(None, deprecated=f"use {new}", description=f"Old name of {new}.", **bounds.get(new, {})),
             )
     answer = create_model("AnswerRequest", __config__=strict, **answer_fields)
-    return RequestModels(query, answer, top_k, tuple(decoding), generator_decoding(pipeline))
+    return RequestModels(query, answer, top_k, tuple(decoding))
 
 
 def _not_blank(text: str) -> str:
@@ -259,8 +281,9 @@ def _not_blank(text: str) -> str:
     return text
 
 
-def decoding_overrides(body: BaseModel, models: RequestModels) -> dict[str, Any]:
-    """The decoding options a request set, checked against the generator's own settings (422 if invalid)."""
+def decoding_overrides(body: BaseModel, models: RequestModels, base: dict[str, Any]) -> dict[str, Any]:
+    """The decoding options a request set, checked against the generator's own settings `base` (422 if
+    invalid)."""
     given = body.model_fields_set
     overrides = {name: getattr(body, name) for name in models.decoding if name in given}
     for old, new in DEPRECATED_FIELDS.items():
@@ -268,7 +291,7 @@ def decoding_overrides(body: BaseModel, models: RequestModels) -> dict[str, Any]
             logger.warning("request field '%s' is deprecated; send '%s' (accepted until the next release)", old, new)
             overrides[new] = getattr(body, old)
     overrides = {name: value for name, value in overrides.items() if value is not None}
-    check_decoding(overrides, models.base_decoding)
+    check_decoding(overrides, base)
     return overrides
 
 
@@ -284,7 +307,8 @@ def check_decoding(overrides: dict[str, Any], base: dict[str, Any]) -> None:
         raise ApiError(422, f"decoding options: {message}", param=param, code="invalid_decoding") from None
 
 
-def _top_k_field(pipeline: Pipeline, settings: ServerSettings, what: str) -> tuple[Any, Any]:
+def _top_k_field(pipelines: list[Pipeline], settings: ServerSettings, what: str) -> tuple[Any, Any]:
+    pipeline = next(p for p in pipelines if "top_k" in p.inputs)
     default = None
     for component, _ in pipeline.inputs["top_k"]:
         default = pipeline.components[component].settings.get("top_k", default)

@@ -1,4 +1,4 @@
-"""The serving class: the configured pipelines over one index, loaded once, swapped atomically.
+"""The serving class: one collection's pipelines over its index, loaded once, swapped atomically.
 
 Each served pipeline keeps two slots (two sets of retriever components over the same models).
 Requests read the active slot under its shared lock. When the index gets a new generation, it is
@@ -23,12 +23,13 @@ import numpy as np
 
 from rag.api import RAG, FilterLike
 from rag.core.errors import ConfigError, IndexStoreError
+from rag.core.filters import Filter
 from rag.core.pipeline import Pipeline
 from rag.core.types import Answer, Hit
 from rag.embed.base import Embedder
 from rag.serve.errors import ServiceError
 from rag.serve.rwlock import ReadWriteLock
-from rag.serve.settings import ServerSettings
+from rag.serve.settings import CollectionSettings, ServerSettings
 
 __all__ = ["RagService", "ServedPipeline"]
 
@@ -45,10 +46,12 @@ class _Slot:
 
 
 class ServedPipeline:
-    """One pipeline served under a name (the OpenAI `model`), with its two slots."""
+    """One pipeline served under a name, with its two slots; `model` is its OpenAI model id (the name in the default
+    collection, COLLECTION/NAME in the others)."""
 
-    def __init__(self, name: str, index: Path, pipeline: Pipeline) -> None:
+    def __init__(self, name: str, index: Path, pipeline: Pipeline, model: str | None = None) -> None:
         self.name = name
+        self.model = model or name
         self.pipeline = pipeline
         first = RAG(index, pipeline, follow_updates=False)  # its generation changes only in refresh()
         self._slots = [_Slot(first), _Slot(first.replica())]
@@ -108,10 +111,14 @@ class ServedPipeline:
 
 
 class RagService:
-    """The configured pipelines over one index; see the module docstring."""
+    """One collection's pipelines over its index; see the module docstring. `default`: the server's first
+    collection, whose pipelines' model ids are their bare names."""
 
-    def __init__(self, settings: ServerSettings) -> None:
+    def __init__(self, settings: ServerSettings, collection: CollectionSettings, default: bool = True) -> None:
         self.settings = settings
+        self.collection = collection
+        self.name = collection.name
+        self.is_default = default
         self.served: dict[str, ServedPipeline] = {}
         self.generation: Path | None = None
         self.started = int(time.time())
@@ -122,12 +129,16 @@ class RagService:
 
     def load_pipelines(self) -> None:
         """Read the pipeline definitions (cheap: no model is loaded)."""
-        for ref in self.settings.pipelines:
-            pipeline = RAG(self.settings.index, ref, self.settings.allowed).pipeline
+        index = self.collection.index
+        for ref in self.collection.pipelines:
+            pipeline = RAG(index, ref, self.settings.allowed).pipeline
             name = pipeline.name or (Path(ref).stem if isinstance(ref, str) else "default")
             if name in self.served:
-                raise ConfigError(f"two served pipelines are named '{name}'; give each pipeline its own name")
-            self.served[name] = ServedPipeline(name, self.settings.index, pipeline)
+                raise ConfigError(
+                    f"collection '{self.name}' serves two pipelines named '{name}'; give each pipeline its own name"
+                )
+            model = name if self.is_default else f"{self.name}/{name}"
+            self.served[name] = ServedPipeline(name, index, pipeline, model)
 
     def start(self) -> None:
         """Load every model and the live index (blocking; once per worker, at start-up; again: nothing)."""
@@ -139,7 +150,13 @@ class RagService:
             served.warm_up()
         self.sync(wait=True, strict=True)
         self.ready = True
-        logger.info("serving %s over %s (generation %s)", ", ".join(self.served), self.settings.index, self.generation)
+        logger.info(
+            "collection %s: serving %s over %s (generation %s)",
+            self.name,
+            ", ".join(self.served),
+            self.collection.index,
+            self.generation,
+        )
 
     @property
     def default(self) -> ServedPipeline:
@@ -150,8 +167,9 @@ class RagService:
         if model is None:
             return self.default
         if model not in self.served:
+            served = ", ".join(p.model for p in self.served.values())
             raise ServiceError(
-                f"the model '{model}' does not exist; this server serves: {', '.join(self.served)} (see /v1/models)",
+                f"the model '{model}' does not exist; this collection serves: {served} (see /v1/models)",
                 "model_not_found",
                 "model",
             )
@@ -208,10 +226,15 @@ class RagService:
             return call(rag)
 
     def query(
-        self, served: ServedPipeline, query: str, top_k: int | None, filters: FilterLike | None = None
+        self,
+        served: ServedPipeline,
+        query: str,
+        top_k: int | None,
+        filters: FilterLike | None = None,
+        scope: Filter | None = None,
     ) -> list[Hit]:
         with self.reading(served) as rag:
-            return rag.query(query, top_k, filters)
+            return rag.query(query, top_k, filters, scope=scope)
 
     def ask(
         self,
@@ -222,13 +245,15 @@ class RagService:
         on_token: Callable[[str], None] | None = None,
         answer_mode: str | None = None,
         filters: FilterLike | None = None,
+        scope: Filter | None = None,
     ) -> Answer:
-        """An answer; `on_token` gets the text as it is generated (all at once if the pipeline cannot stream)."""
+        """An answer; `on_token` gets the text as it is generated (all at once if the pipeline cannot stream).
+        `scope` (the request's key's) is ANDed into `filters`."""
         if not served.answers:
             raise ServiceError(f"the pipeline '{served.name}' retrieves only: it has no 'answer' output", "no_answer")
         with self.reading(served) as rag:
             streaming = on_token if served.streams else None
-            answer = rag.ask(question, top_k, decoding or None, streaming, answer_mode, filters)
+            answer = rag.ask(question, top_k, decoding or None, streaming, answer_mode, filters, scope=scope)
         if on_token is not None and not served.streams and answer.text:
             on_token(answer.text)
         return answer

@@ -1,8 +1,9 @@
 """The chunk store: every chunk and every indexed file of an index, kept as Parquet.
 
 `chunks.parquet` holds id, path, text, start, end and metadata (JSON); `files.parquet` holds,
-per indexed file, its path, size, modification time (ns), SHA-256 and chunk ids. The indexer
-compares the folder against `files` to find what was added, changed, renamed or deleted.
+per indexed file, its path, size, modification time (ns), SHA-256, chunk ids and the hash of the metadata it gets
+from outside itself (`metadata_sha256`: sidecar and path rules; a store written before that column existed loads
+with it empty). The indexer compares the folder against `files` to find what was added, changed, renamed or deleted.
 """
 
 from __future__ import annotations
@@ -43,19 +44,22 @@ _FILES = pa.schema(
         ("mtime_ns", pa.int64()),
         ("sha256", pa.string()),
         ("chunk_ids", pa.list_(pa.string())),
+        ("metadata_sha256", pa.string()),
     ]
 )
 
 
 @dataclass(frozen=True, slots=True)
 class FileRecord:
-    """What the index knows of one file: enough to tell whether it changed."""
+    """What the index knows of one file: enough to tell whether it changed. `metadata_sha256` stands for the
+    metadata it got from outside itself (`rag.ingest.metadata.ExtraMetadata.key`; empty: none)."""
 
     path: str
     size: int
     mtime_ns: int
     sha256: str
     chunk_ids: tuple[str, ...]
+    metadata_sha256: str = ""
 
 
 class ChunkStore:
@@ -65,7 +69,7 @@ class ChunkStore:
         self.chunks: dict[str, Chunk] = {}
         self.files: dict[str, FileRecord] = {}
         self._fields: dict[str, dict[str, Any]] | None = None
-        self._types: dict[str, str] | None = None
+        self._types: dict[str, dict[str, str]] = {}
         self._matching: dict[str, frozenset[str]] = {}
 
     @classmethod
@@ -85,9 +89,15 @@ class ChunkStore:
                 chunks["end"][i],
                 json.loads(chunks["metadata"][i]),
             )
+        extra = files.get("metadata_sha256") or [""] * len(files["path"])  # absent in stores written before it
         for i, path in enumerate(files["path"]):
             store.files[path] = FileRecord(
-                path, files["size"][i], files["mtime_ns"][i], files["sha256"][i], tuple(files["chunk_ids"][i])
+                path,
+                files["size"][i],
+                files["mtime_ns"][i],
+                files["sha256"][i],
+                tuple(files["chunk_ids"][i]),
+                extra[i] or "",
             )
         return store
 
@@ -116,6 +126,7 @@ class ChunkStore:
                     "mtime_ns": [f.mtime_ns for f in files],
                     "sha256": [f.sha256 for f in files],
                     "chunk_ids": [list(f.chunk_ids) for f in files],
+                    "metadata_sha256": [f.metadata_sha256 for f in files],
                 },
                 schema=_FILES,
             ),
@@ -132,12 +143,17 @@ class ChunkStore:
                 "is inconsistent: rebuild it with `rag index FOLDER --rebuild`"
             ) from None
 
-    def filter_fields(self) -> dict[str, str]:
-        """Field name -> type ("string", "number", "date", "bool") over every chunk: what filters may test (worked
-        out once while the store is unchanged)."""
-        if self._types is None:
-            self._types = field_types(self._chunk_fields().values())
-        return self._types
+    def filter_fields(self, within: Filter | None = None) -> dict[str, str]:
+        """Field name -> type ("string", "number", "date", "bool") over every chunk (or those passing the checked
+        filter `within`): what filters may test (worked out once while the store is unchanged)."""
+        key = repr(within)
+        if key not in self._types:
+            fields = self._chunk_fields()
+            chosen = fields.values() if within is None else (fields[i] for i in self.matching(within))
+            if len(self._types) >= _REMEMBERED:
+                self._types.pop(next(iter(self._types)))
+            self._types[key] = field_types(chosen)
+        return self._types[key]
 
     def matching(self, flt: Filter) -> frozenset[str]:
         """The ids of the chunks that pass `flt` (a checked filter; see `rag.core.filters`), remembered for the
@@ -166,7 +182,7 @@ class ChunkStore:
 
     def remove_file(self, path: str) -> list[str]:
         """Forget a file and its chunks; returns the removed chunk ids."""
-        self._fields, self._types, self._matching = None, None, {}
+        self._fields, self._types, self._matching = None, {}, {}
         record = self.files.pop(path, None)
         if record is None:
             return []

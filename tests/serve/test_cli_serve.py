@@ -33,6 +33,7 @@ def test_rag_serve_with_two_workers_and_a_keys_file(echo_index: Path, tmp_path: 
         sys.executable, "-c", "from rag.cli import main; main()", "serve",
         "--index", echo_index.name, "--index-dir", str(echo_index.parent), "--allow", ECHO,
         "--port", str(port), "--workers", "2", "--api-keys-file", str(keys), "--max-top-k", "3",
+        "--collection", f"again={echo_index.name}",
     ]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(ROOT), "RAG_API_KEYS": "env-key"}
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -52,6 +53,14 @@ def test_rag_serve_with_two_workers_and_a_keys_file(echo_index: Path, tmp_path: 
                 url + "/v1/query", json={"query": "otters"}, headers={"Authorization": f"Bearer {key}"}
             )
             assert response.json()["hits"][0]["source"]["path"] == "otters.md"
+        again = httpx.post(
+            url + "/v1/query",
+            json={"query": "otters", "collection": "again"},
+            headers={"Authorization": "Bearer cli-key"},
+        )
+        assert again.json()["hits"][0]["source"]["path"] == "otters.md"
+        listed = httpx.get(url + "/v1/collections", headers={"Authorization": "Bearer cli-key"}).json()
+        assert [c["name"] for c in listed["collections"]] == ["default", "again"]
         assert httpx.post(url + "/v1/query", json={"query": "otters"}).status_code == 401
         too_many = httpx.post(
             url + "/v1/query", json={"query": "x", "top_k": 4}, headers={"Authorization": "Bearer cli-key"}

@@ -118,7 +118,7 @@ def test_generator_without_decoding_input_takes_no_decoding_options(echo_index: 
     plain = pipeline_from_dict(pipeline_dict, [ECHO])
     with serving(echo_index, plain) as other:
         props = other.get("/openapi.json").json()["components"]["schemas"]["AnswerRequest"]["properties"]
-        assert set(props) == {"question", "stream", "top_k", "filters"}
+        assert set(props) == {"question", "stream", "top_k", "filters", "collection"}
         assert_envelope(other.post("/v1/answer", json={"question": "x", "max_tokens": 3}), 422, "max_tokens")
         assert other.post("/v1/answer", json={"question": "otters"}).json()["citations"]
 

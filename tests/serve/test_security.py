@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from rag.serve.auth import key_matches
+from rag.serve.keys import KeyRing
 from rag.serve.settings import ServerSettings, load_api_keys
 from tests.serve.fakes import FailingGenerator, answer_pipeline
 from tests.serve.helpers import assert_envelope, serving
@@ -44,13 +44,18 @@ def test_api_keys_guard_every_endpoint_but_health(echo_index: Path) -> None:
 def test_api_keys_from_environment_and_file(tmp_path: Path) -> None:
     keys_file = tmp_path / "keys"
     keys_file.write_text("# team keys\nfile-key\n\n  other-key  \n")
-    keys = load_api_keys(keys_file, {"RAG_API_KEYS": "env-a, env-b,,"})
-    assert keys == ("env-a", "env-b", "file-key", "other-key")
-    assert load_api_keys(None, {}) == ()
-    assert key_matches("file-key", keys) and not key_matches("file-ke", keys) and not key_matches("", keys)
-    settings = ServerSettings(index=tmp_path, api_keys_file=str(keys_file), pipelines=("default",))
+    env = load_api_keys({"RAG_API_KEYS": "env-a, env-b,,"})
+    assert env == ("env-a", "env-b") and load_api_keys({}) == ()
+    ring = KeyRing(env, keys_file)
+    for key in ("env-a", "env-b", "file-key", "other-key"):
+        found = ring.find(key)
+        assert found is not None and not found.scoped, key
+    assert ring.find("file-ke") is None and ring.find("") is None and ring.find("env-a ") is None
+    assert not KeyRing() and KeyRing((), keys_file)
+    settings = ServerSettings(index=tmp_path, api_keys=env, api_keys_file=str(keys_file), pipelines=("default",))
     again = ServerSettings.from_json(settings.to_json(), {"RAG_API_KEYS": "env-a"})
-    assert again.api_keys == ("env-a", "file-key", "other-key") and "file-key" not in settings.to_json()
+    assert again.api_keys == ("env-a",) and again.api_keys_file == str(keys_file)
+    assert "env-b" not in settings.to_json()
 
 
 def test_body_limit_declared_and_streamed(echo_index: Path) -> None:
