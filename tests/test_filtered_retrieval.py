@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -12,14 +13,18 @@ from click.testing import CliRunner
 
 from rag.api import RAG
 from rag.cli import main
+from rag.core.component import Component
 from rag.core.errors import ConfigError, PipelineError
 from rag.core.filters import parse_filter
 from rag.core.pipeline import IndexingSettings, Pipeline
+from rag.core.types import Chunk, Hit
 from rag.fuse.rrf import ReciprocalRankFusion
 from rag.ingest.chunkers.recursive import RecursiveChunker
 from rag.retrieve.bm25 import BM25Retriever
+from rag.retrieve.colbert import ColBERTRetriever
 from rag.retrieve.dense import DenseRetriever
 from rag.retrieve.matryoshka import MatryoshkaRetriever
+from tests.fakes import HashRetriever
 
 TOPICS = ["otters", "volcanoes", "bread", "comets", "violins", "glaciers"]
 
@@ -102,9 +107,45 @@ def test_bad_filters_are_refused_before_any_search(corpus: Path, tmp_path: Path)
     assert rag.query("otters", filters="tenant == acme", allow_unknown_fields=True) == []
     with pytest.raises(ConfigError, match="'size' is a number"):
         rag.query("otters", filters="size > big")
-    funnel = RAG(tmp_path / "mat", pipeline({"m": MatryoshkaRetriever()}))
-    with pytest.raises(PipelineError, match=r"retriever 'm' .*cannot apply filters exactly yet"):
-        funnel.query("otters", filters="type == md")
+    hashed = RAG(tmp_path / "hash", pipeline({"h": HashRetriever()}))
+    with pytest.raises(PipelineError, match=r"retriever 'h' .*cannot apply filters exactly yet"):
+        hashed.query("otters", filters="type == md")
+
+
+class _Finder(Component):
+    """Finds hits, with no idea of the index's chunks or of filters (as a LangChain retriever in a pipeline)."""
+
+    outputs: ClassVar[dict[str, Any]] = {"hits": list[Hit]}
+
+    def run(self, query: str) -> dict[str, list[Hit]]:
+        return {"hits": [Hit(Chunk("x", "secret.md", "unfiltered", 0, 10), 1.0)]}
+
+
+def test_a_leg_that_cannot_take_filters_is_an_error_not_an_unfiltered_leg(corpus: Path, tmp_path: Path) -> None:
+    rag = RAG(tmp_path / "idx", pipeline({"bm25": BM25Retriever(top_k=3), "other": _Finder()}))
+    rag.index(corpus)
+    assert any(h.chunk.path == "secret.md" for h in rag.query("otters", top_k=5))
+    with pytest.raises(PipelineError, match=r"component 'other' .* takes no filters"):
+        rag.query("otters", top_k=5, filters="type == md")
+
+
+@pytest.mark.parametrize("leg", ["matryoshka", "colbert"])
+def test_funnel_and_multivector_legs_keep_to_the_filter(corpus: Path, tmp_path: Path, leg: str) -> None:
+    retriever = (
+        MatryoshkaRetriever(top_k=10) if leg == "matryoshka" else ColBERTRetriever(top_k=10, candidates=12, nprobe=1)
+    )
+    rag = RAG(tmp_path / leg, pipeline({"r": retriever}))
+    rag.index(corpus)
+    rag.refresh()
+    store = rag._store
+    assert store is not None
+    exact = [h.id for h in rag.query("glaciers and comets", top_k=60)]  # every chunk scored in full
+    for text in ("path matches 'beta/**'", "type == md and path matches 'gamma/*'", "path == alpha/otters-0.txt"):
+        allowed = set(store.matching(parse_filter(text).checked(store.filter_fields())))
+        hits = rag.query("glaciers and comets", top_k=10, filters=text)
+        assert len(hits) == min(10, len(allowed)) and {h.id for h in hits} <= allowed, text
+        if len(allowed) <= 12:  # few pass: all of them are scored in full, as unfiltered
+            assert [h.id for h in hits] == [i for i in exact if i in allowed][:10], text
 
 
 def test_cli_filter(corpus: Path, tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from rich.table import Table
 from rag.cli.common import (
     allow_option,
     emit,
+    filter_option,
     guard,
     json_option,
     out,
@@ -40,6 +41,8 @@ __all__ = ["eval_cmd", "train_group", "tune_cmd"]
 @click.option("--run-file", type=click.Path(dir_okay=False), default=None, help="Write the ranking in TREC run format.")
 @click.option("--plot", type=click.Path(dir_okay=False), default=None, help="Draw nDCG@10 against latency into a PNG.")
 @click.option("--no-cache", is_flag=True, help="Do not read or fill the document embedding cache.")
+@filter_option
+@click.option("--allow-unknown-fields", is_flag=True, help="A filter on a field no chunk has matches nothing.")
 @json_option
 def eval_cmd(
     dataset_dir: str,
@@ -54,11 +57,15 @@ def eval_cmd(
     run_file: str | None,
     plot: str | None,
     no_cache: bool,
+    filters: str | None,
+    allow_unknown_fields: bool,
     as_json: bool,
 ) -> None:
     """Score retrieval on the BEIR-format dataset in DATASET_DIR (nDCG@10, recall, MRR, MAP, speed).
 
     One pipeline (--pipeline, default "default"), or several side by side: --compare P1 P2 ...
+    --filter keeps every query to the chunks whose metadata passes it (the corpus' fields: path is the document
+    id, title); relevant documents outside it count as missed.
     """
     from rag.api import DEFAULT_PIPELINE
     from rag.core.serialization import load_pipeline
@@ -79,7 +86,16 @@ def eval_cmd(
         names = list(compared) or [pipeline or DEFAULT_PIPELINE]
         pipelines = [load_pipeline(name, allowed) for name in names]  # every file checked before any indexing
         reports = [
-            evaluate(dataset, p, top_k=top_k, chunking=chunking, use_cache=not no_cache, progress=progress)
+            evaluate(
+                dataset,
+                p,
+                top_k=top_k,
+                chunking=chunking,
+                use_cache=not no_cache,
+                progress=progress,
+                filters=filters,
+                allow_unknown_fields=allow_unknown_fields,
+            )
             for p in pipelines
         ]
         if run_file:

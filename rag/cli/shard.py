@@ -11,6 +11,7 @@ from rag.cli.common import (
     check_engine,
     emit,
     engine_option,
+    filter_option,
     guard,
     index_dir_option,
     index_option,
@@ -108,6 +109,8 @@ def shard_index_cmd(
 @index_dir_option
 @allow_option
 @click.option("--top-k", type=click.IntRange(min=1), default=None, help="Number of hits.")
+@filter_option
+@click.option("--allow-unknown-fields", is_flag=True, help="A filter on a field no chunk has matches nothing.")
 @click.option(
     "--fanout",
     type=click.Choice(["threads", "ray"]),
@@ -123,11 +126,14 @@ def shard_query_cmd(
     index_dir: str | None,
     allowed: tuple[str, ...],
     top_k: int | None,
+    filters: str | None,
+    allow_unknown_fields: bool,
     fanout: str,
     address: str | None,
     as_json: bool,
 ) -> None:
-    """Retrieve the chunks that best match TEXT from every shard (merged into one top-k)."""
+    """Retrieve the chunks that best match TEXT from every shard (merged into one top-k); --filter keeps to the
+    chunks whose metadata passes it, inside every shard."""
     from rag.distributed.shards import ShardedIndex
 
     with guard(as_json):
@@ -139,5 +145,6 @@ def shard_query_cmd(
                 ray.init(address=address, include_dashboard=False)
         elif address is not None:
             raise ConfigError(f"--address {address} names a Ray cluster; give --fanout ray too")
-        hits = ShardedIndex(index_path(index, index_dir), allowed, fanout=fanout).query(text, top_k=top_k)
+        sharded = ShardedIndex(index_path(index, index_dir), allowed, fanout=fanout)
+        hits = sharded.query(text, top_k=top_k, filters=filters, allow_unknown_fields=allow_unknown_fields)
     print_hits(hits, as_json)

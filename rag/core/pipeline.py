@@ -377,13 +377,15 @@ class Pipeline:
         return name in self.inputs or name == "filters"
 
     def _filtered_legs(self, order: Collection[str], filters: Any) -> dict[tuple[str, str], Any]:
-        """`filters` for every retrieving component that runs (`id_space` set): a filter reaches every leg unless
-        the pipeline wires it itself; a leg that cannot take one is an error, never an unfiltered leg."""
+        """`filters` for every retrieving component that runs (`id_space` set, or hits out without hits in): a
+        filter reaches every leg unless the pipeline wires it itself; a leg that cannot take one (or whose hits'
+        ids are not the index's chunks) is an error, never an unfiltered leg."""
         given = {}
         for comp in order:
-            if self.components[comp].id_space is None:
+            finds = "hits" in self.components[comp].outputs and "hits" not in self._sockets[comp]
+            if self.components[comp].id_space is None and not finds:
                 continue
-            if "filters" not in self._sockets[comp]:
+            if "filters" not in self._sockets[comp] or self.components[comp].id_space is None:
                 raise PipelineError(
                     f"component '{comp}' ({type(self.components[comp]).__name__}) finds hits but takes no filters, "
                     "so a filtered search would leak unfiltered hits through it"

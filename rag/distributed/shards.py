@@ -37,7 +37,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from rag.core.component import Component
-from rag.core.errors import ConfigError, IncompatibleIndexError, IndexNotFoundError, IndexStoreError
+from rag.core.errors import ConfigError, IncompatibleIndexError, IndexNotFoundError, IndexStoreError, PipelineError
+from rag.core.filters import Filter, parse_filter
 from rag.core.pipeline import Pipeline
 from rag.core.serialization import pipeline_from_dict
 from rag.core.types import Hit
@@ -204,13 +205,41 @@ class ShardedIndex:
             )
         return self._pipeline
 
-    def query(self, query: str, top_k: int | None = None) -> list[Hit]:
-        """The pipeline's hits for `query`, merged from every shard."""
+    def query(
+        self,
+        query: str,
+        top_k: int | None = None,
+        filters: Filter | str | dict[str, Any] | None = None,
+        allow_unknown_fields: bool = False,
+    ) -> list[Hit]:
+        """The pipeline's hits for `query`, merged from every shard; `filters` (any form of `rag.core.filters`) is
+        checked against the fields of all shards together, then applied inside every shard's retrievers, so the
+        merged top-k is the top-k of the chunks that pass."""
         pipeline = self.pipeline
         inputs: dict[str, Any] = {"query": query}
         if top_k is not None and "top_k" in pipeline.inputs:
             inputs["top_k"] = top_k
+        if filters is not None:
+            flt = filters if isinstance(filters, Filter) else None
+            flt = flt or (parse_filter(filters) if isinstance(filters, str) else Filter.from_dict(filters))
+            inputs["filters"] = flt.checked(self.filter_fields(), allow_unknown_fields)
         return pipeline.run(inputs, outputs=["hits"])["hits"]
+
+    def filter_fields(self) -> dict[str, str]:
+        """Field name -> type over the chunks of every shard (a field's type is the first shard's that has it)."""
+        retriever = next(name for name, c in self.pipeline.components.items() if isinstance(c, ShardedRetriever))
+        searchers = self.searchers(retriever)
+        if self.fanout == "ray":
+            import ray
+
+            each = ray.get([s.filter_fields.remote() for s in searchers])
+        else:
+            each = [s.filter_fields() for s in searchers]
+        merged: dict[str, str] = {}
+        for fields in each:
+            for name, kind in fields.items():
+                merged.setdefault(name, kind)
+        return merged
 
     def searchers(self, retriever: str) -> list[Any]:
         """One searcher per shard for the named retriever (local objects or Ray actor handles)."""
@@ -229,8 +258,9 @@ class ShardedIndex:
                 ]
         return self._searchers[retriever]
 
-    def search(self, retriever: str, query: str, top_k: int) -> list[Hit]:
-        """The global top-k of one retriever: every shard searched, the lists merged.
+    def search(self, retriever: str, query: str, top_k: int, filters: Filter | None = None) -> list[Hit]:
+        """The global top-k of one retriever (among the chunks that pass the checked `filters`): every shard
+        searched, the lists merged.
 
         A retriever that searches by vector (dense) has the query encoded once, by the first
         shard's model, and every shard searches that vector; others get the query text.
@@ -241,11 +271,11 @@ class ShardedIndex:
 
             first = searchers[0]
             vector = ray.get(first.encode.remote(query))
-            lists = ray.get([s.search.remote(query, top_k, vector) for s in searchers])
+            lists = ray.get([s.search.remote(query, top_k, vector, filters) for s in searchers])
         else:
             vector = searchers[0].encode(query)
             with ThreadPoolExecutor(max_workers=min(8, len(searchers))) as pool:
-                lists = list(pool.map(lambda s: s.search(query, top_k, vector), searchers))
+                lists = list(pool.map(lambda s: s.search(query, top_k, vector, filters), searchers))
         return merge_top_k(lists, top_k)
 
 
@@ -257,7 +287,13 @@ class ShardSearcher:
         component = pipeline_from_dict(pipeline, allowed, str(folder / "manifest.json")).components[retriever]
         assert isinstance(component, Retriever)
         self.retriever = component
-        self.retriever.load(folder / "components" / retriever, ChunkStore.load(folder))
+        self.store = ChunkStore.load(folder)
+        self.retriever.load(folder / "components" / retriever, self.store)
+        self.retriever.warm_up()  # here, one shard after another: models loaded in the search threads would race
+
+    def filter_fields(self) -> dict[str, str]:
+        """This shard's fields (see `ChunkStore.filter_fields`)."""
+        return self.store.filter_fields()
 
     def encode(self, query: str) -> Any:
         """The query's vector when the retriever searches by vector (it has `search_vectors`), else None."""
@@ -265,12 +301,21 @@ class ShardSearcher:
             return self.retriever.encode_queries([query])
         return None
 
-    def search(self, query: str, top_k: int, vector: Any = None) -> list[Hit]:
-        """This shard's top-k hits: by `vector` when one is given, else by the query text."""
+    def search(self, query: str, top_k: int, vector: Any = None, filters: Filter | None = None) -> list[Hit]:
+        """This shard's top-k hits (among the chunks that pass `filters`): by `vector` when one is given, else by
+        the query text."""
+        extra: dict[str, Any] = {}
+        if filters is not None:
+            if not self.retriever.filterable:
+                raise PipelineError(
+                    f"the shards' retriever {type(self.retriever).__name__} cannot apply filters exactly; filter "
+                    "with BM25, SPLADE, dense, Matryoshka or ColBERT retrievers"
+                )
+            extra["filters"] = filters
         if vector is not None:
-            hits: list[Hit] = self.retriever.search_vectors(vector, top_k)[0]  # type: ignore[attr-defined]
+            hits: list[Hit] = self.retriever.search_vectors(vector, top_k, **extra)[0]  # type: ignore[attr-defined]
             return hits
-        return self.retriever.run(query=query, top_k=top_k)["hits"]
+        return self.retriever.run(query=query, top_k=top_k, **extra)["hits"]
 
 
 class ShardedRetriever(Component):
@@ -280,6 +325,7 @@ class ShardedRetriever(Component):
     """
 
     outputs: ClassVar[dict[str, Any]] = {"hits": list[Hit]}
+    id_space: str | None = "chunks"
 
     def __init__(self, index: str, retriever: str, top_k: int = 20) -> None:
         if top_k < 1:
@@ -293,9 +339,9 @@ class ShardedRetriever(Component):
         """Open the shards (each shard's retriever loads its index and model)."""
         self._sharded().searchers(self.retriever)
 
-    def run(self, query: str, top_k: int | None = None) -> dict[str, list[Hit]]:
-        """The global `top_k` hits for `query`."""
-        return {"hits": self._sharded().search(self.retriever, query, top_k or self.top_k)}
+    def run(self, query: str, top_k: int | None = None, filters: Filter | None = None) -> dict[str, list[Hit]]:
+        """The global `top_k` hits for `query` (among the chunks that pass the checked `filters`)."""
+        return {"hits": self._sharded().search(self.retriever, query, top_k or self.top_k, filters)}
 
     def _sharded(self) -> ShardedIndex:
         if self._index is None:

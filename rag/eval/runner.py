@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from rag.core.errors import ConfigError, PipelineError
+from rag.core.filters import Filter, parse_filter
 from rag.core.pipeline import IndexingSettings, Pipeline
 from rag.core.types import Chunk, Document, Hit
 from rag.embed import cache as embedding_cache
@@ -67,6 +68,8 @@ class EvalReport:
     index: dict[str, Any]
     """Where the corpus index is, whether it was reused, and how long building it took (then)."""
     run: dict[str, Ranking] = field(repr=False)
+    filters: dict[str, Any] | None = None
+    """The metadata filter every query kept to (its JSON form), if any."""
 
     def to_dict(self) -> dict[str, Any]:
         """The `rag eval --json` document."""
@@ -82,6 +85,7 @@ class EvalReport:
             "qps_one_at_a_time": round(self.qps_one_at_a_time, 2),
             "latency_ms": {name: round(value, 3) for name, value in self.latency_ms.items()},
             "index": self.index,
+            **({"filters": self.filters} if self.filters is not None else {}),
         }
 
 
@@ -94,8 +98,12 @@ def evaluate(
     index_root: str | os.PathLike[str] | None = None,
     use_cache: bool = True,
     progress: Progress | None = None,
+    filters: Filter | str | dict[str, Any] | None = None,
+    allow_unknown_fields: bool = False,
 ) -> EvalReport:
-    """Index `dataset`'s corpus with `pipeline` (or reuse that index) and score its rankings."""
+    """Index `dataset`'s corpus with `pipeline` (or reuse that index) and score its rankings; with `filters`
+    (checked against the corpus' fields, see `rag.core.filters`), every query keeps to the chunks that pass, so
+    relevant documents outside the filter count as missed."""
     if chunking not in CHUNKINGS:
         raise ConfigError(f"chunking must be one of {', '.join(CHUNKINGS)}, got {chunking!r}")
     if top_k < 1:
@@ -107,12 +115,13 @@ def evaluate(
     if chunking == "pipeline" and pipeline.indexing is None:
         raise PipelineError(f"pipeline '{pipeline.name}' has no 'indexing' chunker; use chunking='document'")
     index_info = load_corpus_index(dataset, pipeline, chunking, index_root, use_cache, progress)
+    flt = _checked(filters, index_info, allow_unknown_fields) if filters is not None else None
     pipeline.warm_up(["hits"])
     depth = top_k if chunking == "document" else 3 * top_k
     query_ids, texts = list(dataset.queries), list(dataset.queries.values())
-    _run_one(pipeline, texts[0], depth)  # first-call costs (imports, lazy loads) stay out of the timings
-    batched, batch_seconds = _run_batched(pipeline, texts, depth)
-    one_by_one, latencies = _run_one_at_a_time(pipeline, texts, depth, progress)
+    _run_one(pipeline, texts[0], depth, flt)  # first-call costs (imports, lazy loads) stay out of the timings
+    batched, batch_seconds = _run_batched(pipeline, texts, depth, flt)
+    one_by_one, latencies = _run_one_at_a_time(pipeline, texts, depth, progress, flt)
     hits_per_query = batched if batched is not None else one_by_one
     run = {qid: _documents(hits, top_k) for qid, hits in zip(query_ids, hits_per_query, strict=True)}
     per_query = evaluate_run({qid: [doc for doc, _ in ranking] for qid, ranking in run.items()}, dataset.qrels)
@@ -133,7 +142,17 @@ def evaluate(
         },
         index=index_info,
         run=run,
+        filters=flt.to_dict() if flt is not None else None,
     )
+
+
+def _checked(filters: Filter | str | dict[str, Any], index_info: dict[str, Any], allow_unknown: bool) -> Filter:
+    """`filters` parsed and checked against the fields of the corpus' chunks."""
+    flt = filters if isinstance(filters, Filter) else None
+    flt = flt or (parse_filter(filters) if isinstance(filters, str) else Filter.from_dict(filters))
+    part = next(iter(index_info["parts"].values()))
+    store = ChunkStore.load(IndexFolder(part["path"]).require_current())
+    return flt.checked(store.filter_fields(), allow_unknown)
 
 
 def load_corpus_index(
@@ -265,32 +284,37 @@ class CorpusSource:
         return False
 
 
-def _run_one(pipeline: Pipeline, query: str, depth: int) -> list[Hit]:
+def _run_one(pipeline: Pipeline, query: str, depth: int, filters: Filter | None = None) -> list[Hit]:
     inputs: dict[str, Any] = {"query": query}
     if "top_k" in pipeline.inputs:
         inputs["top_k"] = depth
+    if filters is not None:
+        inputs["filters"] = filters
     return pipeline.run(inputs, outputs=["hits"])["hits"]
 
 
 def _run_one_at_a_time(
-    pipeline: Pipeline, queries: Sequence[str], depth: int, progress: Progress | None
+    pipeline: Pipeline, queries: Sequence[str], depth: int, progress: Progress | None, filters: Filter | None = None
 ) -> tuple[list[list[Hit]], list[float]]:
     results, latencies = [], []
     for done, query in enumerate(queries, start=1):
         started = time.perf_counter()
-        results.append(_run_one(pipeline, query, depth))
+        results.append(_run_one(pipeline, query, depth, filters))
         latencies.append(time.perf_counter() - started)
         if progress:
             progress("querying", done, len(queries))
     return results, latencies
 
 
-def _run_batched(pipeline: Pipeline, queries: Sequence[str], depth: int) -> tuple[list[list[Hit]] | None, float]:
-    """All queries in one call to the retriever behind the `hits` output, when it is fed the query directly."""
+def _run_batched(
+    pipeline: Pipeline, queries: Sequence[str], depth: int, filters: Filter | None = None
+) -> tuple[list[list[Hit]] | None, float]:
+    """All queries in one call to the retriever behind the `hits` output, when it is fed the query directly and
+    there is no filter (a filtered run goes one query at a time, through the pipeline)."""
     component, socket = pipeline.outputs["hits"]
     retriever = pipeline.components[component]
     fed_the_query = (component, "query") in pipeline.inputs.get("query", [])
-    if not (isinstance(retriever, Retriever) and socket == "hits" and fed_the_query):
+    if filters is not None or not (isinstance(retriever, Retriever) and socket == "hits" and fed_the_query):
         return None, 0.0
     started = time.perf_counter()
     results = retriever.run_batch(list(queries), depth)

@@ -162,24 +162,40 @@ class MultiVectorIndex:
                 self.alive[row] = False
 
     def search(
-        self, query: np.ndarray, k: int, candidates: int | None = None, nprobe: int | None = None
+        self,
+        query: np.ndarray,
+        k: int,
+        candidates: int | None = None,
+        nprobe: int | None = None,
+        allowed: np.ndarray | None = None,
     ) -> list[tuple[str, float]]:
-        """The `k` best live documents for one query's token vectors: (id, MaxSim), best first, ties by id."""
+        """The `k` best live documents for one query's token vectors: (id, MaxSim), best first, ties by id. Given
+        `allowed` (row numbers: the documents that pass a filter), only those are shortlisted and scored; when the
+        shortlist holds fewer than `k` of them, every allowed document is scored, so `min(k, allowed)` come back."""
         query = self._check(np.asarray(query, dtype=np.float32), "search")
         if not len(self) or k < 1:
             return []
-        docs = self.shortlist(query, candidates or self.candidates or 4 * k, nprobe or self.nprobe)
+        eligible = self.alive
+        if allowed is not None:
+            eligible = np.zeros_like(self.alive)
+            eligible[allowed] = True
+            eligible &= self.alive
+        docs = self.shortlist(query, candidates or self.candidates or 4 * k, nprobe or self.nprobe, eligible)
+        if allowed is not None and len(docs) < k:
+            docs = np.flatnonzero(eligible)
         scores = self.score(query, docs)
         ranked = sorted(zip((self.ids[d] for d in docs), scores.tolist(), strict=True), key=lambda p: (-p[1], p[0]))
         return ranked[:k]
 
-    def shortlist(self, query: np.ndarray, count: int, nprobe: int) -> np.ndarray:
-        """Sorted row numbers of at most `count` live documents to score exactly (all live ones when few).
+    def shortlist(self, query: np.ndarray, count: int, nprobe: int, eligible: np.ndarray | None = None) -> np.ndarray:
+        """Sorted row numbers of at most `count` live (and `eligible`) documents to score exactly (all of them when
+        few).
 
         Only the tokens in each query token's `nprobe` nearest centroids are scored; a document's
         approximate MaxSim takes, per query token, its best among those tokens (a lower bound).
         """
-        live = np.flatnonzero(self.alive)
+        eligible = self.alive if eligible is None else eligible
+        live = np.flatnonzero(eligible)
         if len(live) <= count or not self.prepare():
             return live
         centroids = self.centroid_vectors
@@ -192,7 +208,7 @@ class MultiVectorIndex:
         list_ptr, list_rows = self._lists()
         rows = np.sort(list_rows[_ranges(list_ptr[probed], list_ptr[probed + 1])])
         owners = np.searchsorted(self.offsets, rows, side="right") - 1
-        rows, owners = rows[self.alive[owners]], owners[self.alive[owners]]
+        rows, owners = rows[eligible[owners]], owners[eligible[owners]]
         docs, firsts = np.unique(owners, return_index=True)
         if len(docs) <= count:
             return docs

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from rag.core.errors import ConfigError, IncompatibleIndexError
+from rag.core.filters import Filter
 from rag.core.types import Chunk, ChunkLookup, Hit
 from rag.embed.multivector import MultiVectorEmbedder
 from rag.index.multivector_index import STORAGES, MultiVectorIndex
@@ -100,17 +101,23 @@ class ColBERTRetriever(Retriever):
             logger.info("embedding the tokens of %d chunks with %s", len(fresh), self.model)
             self._loaded()[0].add(list(fresh), self._embedder.encode_documents(list(fresh.values())))
 
-    def run(self, query: str, top_k: int | None = None) -> dict[str, list[Hit]]:
-        """The `top_k` chunks with the highest MaxSim against `query`, best first (ties by id)."""
-        return {"hits": self.run_batch([query], top_k)[0]}
+    filterable = True
 
-    def run_batch(self, queries: Sequence[str], top_k: int | None = None) -> list[list[Hit]]:
+    def run(self, query: str, top_k: int | None = None, filters: Filter | None = None) -> dict[str, list[Hit]]:
+        """The `top_k` chunks with the highest MaxSim against `query` (among those passing `filters`), best first
+        (ties by id)."""
+        return {"hits": self.run_batch([query], top_k, filters)[0]}
+
+    def run_batch(
+        self, queries: Sequence[str], top_k: int | None = None, filters: Filter | None = None
+    ) -> list[list[Hit]]:
         """The hits of each query, in order; the queries are embedded together."""
         index = self._loaded()[0]
         if not len(index) or not queries:
             return [[] for _ in queries]
+        allowed = self._allowed_rows(filters)
         encoded = self._embedder.encode_queries(list(queries))
-        return [self._hits(index.search(tokens, top_k or self.top_k)) for tokens in encoded]
+        return [self._hits(index.search(tokens, top_k or self.top_k, allowed=allowed)) for tokens in encoded]
 
     def _empty(self) -> MultiVectorIndex:
         return MultiVectorIndex(**self._index_args, **self._search_args, metadata=self.index_settings())

@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from rag.core.errors import ConfigError, IncompatibleIndexError, IndexStoreError, InvalidArgumentError
+from rag.core.filters import Filter
 from rag.core.types import Chunk, ChunkLookup, Hit
 from rag.embed.dense import SentenceTransformerEmbedder
 from rag.index.faiss_index import FaissIndex
@@ -108,14 +109,23 @@ class FunnelIndex:
         self.short.remove(drop)
         self.rows = self.rows[keep]
 
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, list[list[str]]]:
-        """The `k` best rows for each normalized query: cosines (queries x min(k, len)) and ids, best first."""
+    def search(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None
+    ) -> tuple[np.ndarray, list[list[str]]]:
+        """The `k` best rows for each normalized query: cosines (queries x min(k, len)) and ids, best first. Given
+        `allowed` (row numbers: the chunks that pass a filter), the short search keeps to those rows (see
+        `FaissStore.search_allowed`), so `min(k, len(allowed))` rows always come back."""
         queries = self._check(queries, "search")
-        k = min(k, len(self))
+        k = min(k, len(self) if allowed is None else len(allowed))
         if k <= 0:
             return np.zeros((len(queries), 0), dtype=np.float32), [[] for _ in range(len(queries))]
         # the query prefix's length scales all its short scores alike, so it needs no renormalising
-        _, candidates = self.short.search_rows(queries[:, : self.search_dim], k * self.rescore_multiplier)
+        short = queries[:, : self.search_dim]
+        fetch = k * self.rescore_multiplier
+        if allowed is None:
+            _, candidates = self.short.search_rows(short, fetch)
+        else:
+            _, candidates = self.short.search_allowed(short, fetch, allowed)
         dimension = self.rescore_dim or self.dimension
         assert dimension is not None and self.dimension is not None  # set by the first add
         if dimension > self.dimension:
@@ -246,26 +256,33 @@ class MatryoshkaRetriever(Retriever):
             logger.info("embedding %d chunks with %s", len(fresh), self.model)
             self._loaded()[0].add(list(fresh), self._embedder.encode_documents(list(fresh.values())))
 
-    def run(self, query: str, top_k: int | None = None) -> dict[str, list[Hit]]:
-        """The `top_k` chunks whose embeddings best match `query`'s, best first (ties by id)."""
-        return {"hits": self.run_batch([query], top_k)[0]}
+    filterable = True
 
-    def run_batch(self, queries: Sequence[str], top_k: int | None = None) -> list[list[Hit]]:
+    def run(self, query: str, top_k: int | None = None, filters: Filter | None = None) -> dict[str, list[Hit]]:
+        """The `top_k` chunks whose embeddings best match `query`'s (among those passing `filters`), best first
+        (ties by id)."""
+        return {"hits": self.run_batch([query], top_k, filters)[0]}
+
+    def run_batch(
+        self, queries: Sequence[str], top_k: int | None = None, filters: Filter | None = None
+    ) -> list[list[Hit]]:
         """The hits of each query: queries encoded in batches and searched in one call."""
         if not len(self._loaded()[0]) or not queries:
             return [[] for _ in queries]
-        return self.search_vectors(self.encode_queries(queries), top_k)
+        return self.search_vectors(self.encode_queries(queries), top_k, filters)
 
     def encode_queries(self, queries: Sequence[str]) -> np.ndarray:
         """The normalized full-length query vectors that `search_vectors` takes."""
         return self._embedder.encode_queries(queries)
 
-    def search_vectors(self, vectors: np.ndarray, top_k: int | None = None) -> list[list[Hit]]:
-        """The hits of each query vector, best first (ties by id)."""
+    def search_vectors(
+        self, vectors: np.ndarray, top_k: int | None = None, filters: Filter | None = None
+    ) -> list[list[Hit]]:
+        """The hits of each query vector, best first (ties by id); with `filters`, among the chunks that pass."""
         index = self._loaded()[0]
         if not len(index):
             return [[] for _ in range(len(vectors))]
-        return self._ranked_hits(*index.search(vectors, top_k or self.top_k))
+        return self._ranked_hits(*index.search(vectors, top_k or self.top_k, self._allowed_rows(filters)))
 
     def _check_settings(self, directory: Path) -> None:
         stored, wanted = read_json(directory / SETTINGS_FILE), self.index_settings()

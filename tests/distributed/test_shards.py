@@ -12,11 +12,15 @@ from click.testing import CliRunner
 
 from rag.api import RAG
 from rag.cli import main
-from rag.core.errors import ConfigError, IncompatibleIndexError, IndexNotFoundError, IndexStoreError
+from rag.core.errors import ConfigError, IncompatibleIndexError, IndexNotFoundError, IndexStoreError, PipelineError
+from rag.core.filters import parse_filter
+from rag.core.pipeline import IndexingSettings, Pipeline
 from rag.core.serialization import load_pipeline
 from rag.core.types import Chunk, Hit
 from rag.distributed.shards import MANIFEST, ShardedIndex, index_sharded, merge_top_k, shard_of
 from rag.indexer import index_folder
+from rag.ingest.chunkers.recursive import RecursiveChunker
+from rag.retrieve.splade import SpladeRetriever
 from tests.indexing_helpers import ALLOWED, check_consistent, fake_pipeline, paragraph
 
 QUERIES = ["topic1 facts", "paragraph 2 number", "topic7 topic3", "written here", "nothing matches this"]
@@ -90,6 +94,48 @@ def test_sharded_query_equals_one_index_through_updates(tmp_path: Path) -> None:
     files = report.to_dict()["files"]
     assert (files["added"], files["changed"], files["removed"], files["unchanged"]) == (2, 1, 2, 9)
     compare()
+
+
+def test_sharded_filters_keep_to_the_matching_chunks(tmp_path: Path) -> None:
+    folder = make_docs(tmp_path / "docs")
+    splade = Pipeline(
+        {"splade": SpladeRetriever()},
+        inputs={"query": ["splade.query"], "top_k": ["splade.top_k"]},
+        outputs={"hits": "splade.hits"},
+        indexing=IndexingSettings(chunker=RecursiveChunker(chunk_size=120, chunk_overlap=20, unit="chars")),
+        name="splade",
+    )
+    index_sharded(folder, tmp_path / "sharded", splade, shards=3)
+    sharded = ShardedIndex(tmp_path / "sharded", ALLOWED)
+    query = "topic1 facts written here"
+    everything = sharded.query(query, top_k=500)
+    for text in ("path matches 'sub1/**'", "path == sub2/doc5.md", "path matches 'sub0/**' and title exists"):
+        flt = parse_filter(text)
+        passing = [h.id for h in everything if flt.matches({"path": h.chunk.path, **h.chunk.metadata})]
+        got = sharded.query(query, top_k=3, filters=text)
+        assert [h.id for h in got] == passing[:3], text
+    with pytest.raises(ConfigError, match="no chunk of this index has a field 'tenant'"):
+        sharded.query(query, filters="tenant == acme")
+    assert sharded.query(query, filters="tenant == acme", allow_unknown_fields=True) == []
+    index_sharded(folder, tmp_path / "hashed", fake_pipeline(), shards=2)
+    with pytest.raises(PipelineError, match="cannot apply filters exactly"):
+        ShardedIndex(tmp_path / "hashed", ALLOWED).query(query, filters="path matches 'sub1/**'")
+    result = CliRunner().invoke(
+        main,
+        [
+            "shard",
+            "query",
+            query,
+            "--index",
+            "sharded",
+            "--index-dir",
+            str(tmp_path),
+            "--filter",
+            "path == sub2/doc5.md",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "sub2/doc5.md" in result.output and "sub1/" not in result.output
 
 
 def test_missing_shard_is_an_error_naming_it(tmp_path: Path) -> None:

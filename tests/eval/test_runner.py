@@ -145,3 +145,32 @@ def test_cli_compares_pipelines_in_one_table_and_plots(dataset_dir: Path, tmp_pa
 def test_cli_compare_mistakes(dataset_dir: Path, args: list[str], message: str) -> None:
     result = CliRunner().invoke(main, ["eval", str(dataset_dir), *args])
     assert result.exit_code == 1 and message in result.stderr
+
+
+def test_a_filter_keeps_every_query_to_the_chunks_that_pass(dataset_dir: Path, tmp_path: Path) -> None:
+    from rag.core.pipeline import IndexingSettings
+    from rag.ingest.chunkers.recursive import RecursiveChunker
+    from rag.retrieve.bm25 import BM25Retriever
+
+    bm25 = Pipeline(
+        {"bm25": BM25Retriever()},
+        inputs={"query": ["bm25.query"], "top_k": ["bm25.top_k"]},
+        outputs={"hits": "bm25.hits"},
+        indexing=IndexingSettings(chunker=RecursiveChunker(chunk_size=200, chunk_overlap=0, unit="chars")),
+        name="bm25",
+    )
+    dataset = load_beir(dataset_dir)
+    report = evaluate(dataset, bm25, top_k=3, index_root=tmp_path, filters="path != cats")
+    assert all(doc != "cats" for ranking in report.run.values() for doc, _ in ranking)
+    assert report.per_query["recall@100"] == {"q1": 0.0, "q2": 1.0}
+    assert report.to_dict()["filters"] == {"path": {"$ne": "cats"}}
+    with pytest.raises(ConfigError, match="no chunk of this index has a field 'tenant'"):
+        evaluate(dataset, bm25, top_k=3, index_root=tmp_path, filters="tenant == a")
+    with pytest.raises(PipelineError, match=r"takes no filters|cannot apply filters"):
+        evaluate(dataset, fake_pipeline(), top_k=3, index_root=tmp_path, filters="path != cats")
+    path = tmp_path / "bm25.yaml"
+    path.write_text(dump_pipeline(bm25))
+    args = ["eval", str(dataset_dir), "--pipeline", str(path), "--filter", "title == Dogs", "--json"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["filters"] == {"title": {"$eq": "Dogs"}}
