@@ -28,7 +28,7 @@ from rag.core.errors import IndexStoreError, InvalidArgumentError
 from rag.core.filters import Filter
 from rag.core.types import Chunk, ChunkLookup, Hit
 
-__all__ = ["Retriever"]
+__all__ = ["BatchRetriever", "Retriever"]
 
 
 class Retriever(Component):
@@ -128,3 +128,19 @@ class Retriever(Component):
     def run_batch(self, queries: Sequence[str], top_k: int | None = None) -> list[list[Hit]]:
         """The hits of each query, in order; retrievers that can batch the work override this."""
         return [self.run(query, top_k)["hits"] for query in queries]
+
+
+class BatchRetriever(Retriever):
+    """A retriever that searches in batches and applies filters exactly: `run` is one query of `run_batch`, which
+    subclasses implement (the `top_k` best chunks for each query, among those passing `filters`, best first, ties
+    by id)."""
+
+    filterable = True
+
+    def run(self, query: str, top_k: int | None = None, filters: Filter | None = None) -> dict[str, list[Hit]]:
+        return {"hits": self.run_batch([query], top_k, filters)[0]}
+
+    def run_batch(
+        self, queries: Sequence[str], top_k: int | None = None, filters: Filter | None = None
+    ) -> list[list[Hit]]:
+        raise NotImplementedError

@@ -21,14 +21,14 @@ from rag.core.filters import Filter
 from rag.core.types import Chunk, ChunkLookup, Hit
 from rag.embed.multivector import MultiVectorEmbedder
 from rag.index.multivector_index import STORAGES, MultiVectorIndex
-from rag.retrieve.base import Retriever
+from rag.retrieve.base import BatchRetriever, Retriever
 
 __all__ = ["ColBERTRetriever"]
 
 logger = logging.getLogger(__name__)
 
 
-class ColBERTRetriever(Retriever):
+class ColBERTRetriever(BatchRetriever):
     """Ranks chunks by MaxSim between the query's and the chunk's token embeddings.
 
     `model`, `document_length`, `keep_special_tokens`, `skip_punctuation`, `storage` ("float16" or
@@ -100,13 +100,6 @@ class ColBERTRetriever(Retriever):
         if fresh:
             logger.info("embedding the tokens of %d chunks with %s", len(fresh), self.model)
             self._loaded()[0].add(list(fresh), self._embedder.encode_documents(list(fresh.values())))
-
-    filterable = True
-
-    def run(self, query: str, top_k: int | None = None, filters: Filter | None = None) -> dict[str, list[Hit]]:
-        """The `top_k` chunks with the highest MaxSim against `query` (among those passing `filters`), best first
-        (ties by id)."""
-        return {"hits": self.run_batch([query], top_k, filters)[0]}
 
     def run_batch(
         self, queries: Sequence[str], top_k: int | None = None, filters: Filter | None = None

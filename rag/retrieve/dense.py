@@ -30,14 +30,14 @@ from rag.index import faiss_binary
 from rag.index.faiss_binary import BinaryFaissIndex
 from rag.index.faiss_index import FaissIndex
 from rag.index.files import read_json
-from rag.retrieve.base import Retriever
+from rag.retrieve.base import BatchRetriever, Retriever
 
 __all__ = ["DenseRetriever"]
 
 logger = logging.getLogger(__name__)
 
 
-class DenseRetriever(Retriever):
+class DenseRetriever(BatchRetriever):
     """Ranks chunks by the inner product of their embedding with the query's (cosine when normalized).
 
     `model`, `normalize`, `precision`, `truncate_dim`, `factory` and (binary) `rescore_precision`
@@ -132,13 +132,6 @@ class DenseRetriever(Retriever):
             logger.info("embedding %d chunks with %s", len(fresh), self.model)
             vectors = self._embedder.encode_documents(list(fresh.values()))
             self._loaded()[0].add(list(fresh), self._truncated(vectors))
-
-    filterable = True
-
-    def run(self, query: str, top_k: int | None = None, filters: Filter | None = None) -> dict[str, list[Hit]]:
-        """The `top_k` chunks whose embeddings best match `query`'s (among those passing `filters`), best first
-        (ties by id)."""
-        return {"hits": self.run_batch([query], top_k, filters)[0]}
 
     def run_batch(
         self, queries: Sequence[str], top_k: int | None = None, filters: Filter | None = None

