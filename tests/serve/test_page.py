@@ -88,3 +88,33 @@ def ask(browser: Any, question: str) -> None:
 def screenshot(browser: Any, folder: Path, name: str) -> None:
     """Into `folder`, or into $RAG_SCREENSHOTS (docs/ when refreshing the screenshots of docs/serving.md)."""
     browser.save_screenshot(str(Path(os.environ.get("RAG_SCREENSHOTS") or folder) / name))
+
+
+def test_a_server_with_collections_lets_the_page_choose_one(browser: Any, echo_index: Path, tmp_path: Path) -> None:
+    import httpx
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.select import Select
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from rag.serve.app import create_app
+    from rag.serve.settings import CollectionSettings, ServerSettings
+    from tests.serve.helpers import build_index, running
+
+    moons = build_index(tmp_path, answer_pipeline(), {"moons.md": "# Moons\n\nEuropa hides an ocean under its ice."})
+    generator = EchoGenerator(words=8, source="passage")
+    settings = ServerSettings(
+        collections=(
+            CollectionSettings("docs", echo_index, (answer_pipeline(generator),)),
+            CollectionSettings("moons", moons, (answer_pipeline(generator),)),
+        )
+    )
+    with running(create_app(settings)) as url:
+        assert httpx.get(url + "/readyz").status_code == 200
+        browser.get(url + "/")
+        wait = WebDriverWait(browser, 20)
+        chooser = browser.find_element(By.ID, "collection")
+        wait.until(lambda _: chooser.is_displayed())
+        assert [o.text for o in Select(chooser).options] == ["docs", "moons"]
+        Select(chooser).select_by_visible_text("moons")
+        ask(browser, "What hides an ocean?")
+        wait.until(lambda _: "moons.md" in browser.find_element(By.ID, "sources").text)
