@@ -84,16 +84,28 @@ def openai_router(collections: Collections, metrics: Metrics, ring: KeyRing) -> 
     async def models(key: ApiKey = identified) -> Response:
         return JSONResponse({"object": "list", "data": collections.models(key)})
 
+    def card(model_id: str, key: ApiKey) -> Response:
+        collection, served = collections.model(model_id, None, key)
+        started = collection.service.started
+        return JSONResponse({"id": served.model, "object": "model", "created": started, "owned_by": "rag"})
+
     @router.get(
-        "/models/{model_id:path}",
+        "/models/{model_id}",
         response_model=ModelCard,
         summary="One served pipeline",
         responses=error_responses(404, 500),
     )
     async def model(model_id: str, key: ApiKey = identified) -> Response:
-        collection, served = collections.model(model_id, None, key)
-        started = collection.service.started
-        return JSONResponse({"id": served.model, "object": "model", "created": started, "owned_by": "rag"})
+        return card(model_id, key)
+
+    @router.get(
+        "/models/{collection}/{model_id}",
+        response_model=ModelCard,
+        summary="One served pipeline of a collection",
+        responses=error_responses(404, 500),
+    )
+    async def collection_model(collection: str, model_id: str, key: ApiKey = identified) -> Response:
+        return card(f"{collection}/{model_id}", key)
 
     async def run(
         body: GenerationRequest, question: str, max_tokens: int | None, request: Request, kind: str, key: ApiKey
