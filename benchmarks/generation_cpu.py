@@ -1,13 +1,16 @@
 """Generation on CPU with SmolLM2-135M-Instruct: tokens per second and time to first token per decoding strategy,
-and time to first token with and without a cached shared prefix (the system prompt).
+and time to first token with and without a cached shared prefix (the system prompt); with `--backends`, the
+transformers backend (fp32) and llama.cpp (the Q4_1 GGUF as it is) side by side on one RAG prompt.
 
 The RAG prompt asks for an answer that quotes its passage, so prompt-lookup speculative decoding has n-grams
 to copy. "Time to first token" is from the call to the first text piece handed to `on_token`; beam search and
 best-of-N do not stream, so theirs is the whole call. Tokens per second count every generated sequence.
 
     python benchmarks/generation_cpu.py [--max-tokens 32] [--repeats 3] [--threads N] [--no-write]
+    python benchmarks/generation_cpu.py --backends [--max-tokens 64] [--repeats 3] [--threads 2] [--serve 8]
 
-The tables are printed and written into docs/benchmarks.md between `<!-- generation_cpu -->` markers.
+The tables are printed and written into docs/benchmarks.md between `<!-- generation_cpu -->` markers
+(`<!-- generation_cpu_backends -->` with `--backends`; `benchmarks/generation_backends.py` has that part).
 """
 
 from __future__ import annotations
@@ -113,7 +116,14 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="runs per measure; the median is reported")
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
+    parser.add_argument("--backends", action="store_true", help="transformers against llama.cpp (see the docstring)")
+    parser.add_argument("--serve", type=int, default=0, help="with --backends: /v1/answer requests (4 clients)")
     args = parser.parse_args()
+    if args.backends:
+        from generation_backends import compare_backends
+
+        compare_backends(args.max_tokens, args.repeats, args.threads or 2, args.serve, write=not args.no_write)
+        return
     import torch
 
     if args.threads:

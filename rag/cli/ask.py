@@ -51,7 +51,7 @@ __all__ = ["ask_cmd"]
 @click.option("--best-of", type=int, default=None, metavar="N", help="Sample N answers and keep the best-scoring one.")
 @click.option("--speculative", default=None, metavar="ngram|draft:MODEL", help="Speculative decoding.")
 @click.option("--stream", is_flag=True, help="Print the answer as it is generated.")
-@click.option("--generator", type=click.Choice(["transformers", "vllm", "openai"]), default=None)
+@click.option("--generator", type=click.Choice(["transformers", "vllm", "openai", "llamacpp"]), default=None)
 @click.option("--model", default=None, help="The generator's model (with --generator).")
 @click.option("--base-url", default=None, help="The OpenAI-compatible server (with --generator openai).")
 @json_option

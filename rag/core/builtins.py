@@ -22,6 +22,7 @@ BUILTIN_COMPONENTS: dict[str, str] = {
     "TransformersGenerator": "rag.generate.transformers_generator:TransformersGenerator",
     "VLLMGenerator": "rag.generate.vllm_generator:VLLMGenerator",
     "OpenAIGenerator": "rag.generate.openai_generator:OpenAIGenerator",
+    "LlamaCppGenerator": "rag.generate.llamacpp_generator:LlamaCppGenerator",
     "SentenceReader": "rag.answer.reader:SentenceReader",
     "AnswerBuilder": "rag.answer.builder:AnswerBuilder",
     "RecursiveChunker": "rag.ingest.chunkers.recursive:RecursiveChunker",

@@ -50,7 +50,8 @@ class CitationMarkers:
 
     `counts[b]` is the number of passages of the b-th conversation of the batch (rows of beam search or of
     several sequences per conversation follow their conversation); `prompt_length` the width of the prompt part
-    of `input_ids`.
+    of `input_ids`. Called as a transformers logits processor (torch tensors); `next_tokens` is the decision
+    alone, for engines with other arrays (llama.cpp's numpy logits).
     """
 
     def __init__(self, tokenizer: Any, counts: list[int], prompt_length: int) -> None:
@@ -58,20 +59,31 @@ class CitationMarkers:
         self.counts = counts
         self.prompt_length = prompt_length
         self.texts, self.opening, self.inside = _token_texts(tokenizer)
+        self._banned: dict[int, list[int]] = {}
+
+    def next_tokens(self, text: str, count: int) -> tuple[bool, list[int]]:
+        """What may follow the generated `text` citing passages 1..`count`: ``(True, ids)`` when a marker is
+        open and only `ids` may come next, else ``(False, ids)`` with the `ids` that must not come next."""
+        start = text.rfind("[")
+        if start >= 0 and "]" not in text[start:]:
+            tail = text[start + 1 :]
+            return True, [t for t in self.inside if marker_prefix_ok(tail + self.texts[t], count)]
+        if count not in self._banned:
+            self._banned[count] = [
+                t for t in self.opening if not marker_prefix_ok(self.texts[t].rpartition("[")[2], count)
+            ]
+        return False, self._banned[count]
 
     def __call__(self, input_ids: Any, scores: Any) -> Any:
         rows = input_ids.shape[0]
         for row in range(rows):
             count = self.counts[row * len(self.counts) // rows]
             text = self.tokenizer.decode(input_ids[row, self.prompt_length :], skip_special_tokens=True)
-            start = text.rfind("[")
-            if start >= 0 and "]" not in text[start:]:
-                tail = text[start + 1 :]
-                allowed = [t for t in self.inside if marker_prefix_ok(tail + self.texts[t], count)]
-                keep = scores[row, allowed].clone()
+            only, ids = self.next_tokens(text, count)
+            if only:
+                keep = scores[row, ids].clone()
                 scores[row, :] = float("-inf")
-                scores[row, allowed] = keep
-                continue
-            banned = [t for t in self.opening if not marker_prefix_ok(self.texts[t].rpartition("[")[2], count)]
-            scores[row, banned] = float("-inf")
+                scores[row, ids] = keep
+            else:
+                scores[row, ids] = float("-inf")
         return scores

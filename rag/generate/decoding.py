@@ -363,11 +363,13 @@ _BACKENDS = {
     "vllm": "rag.generate.vllm_params:VLLM_SUPPORT",
     "openai": "rag.generate.openai_generator:OPENAI_SUPPORT",
     "transformers": "rag.generate.transformers_decoding:TRANSFORMERS_SUPPORT",
+    "llamacpp": "rag.generate.llamacpp_decoding:LLAMACPP_SUPPORT",
 }
 
 
 def backend_support(backend: str) -> BackendSupport:
-    """The `BackendSupport` declared by the backend named `backend` (``vllm``, ``openai``, ``transformers``)."""
+    """The `BackendSupport` declared by the backend named `backend` (``vllm``, ``openai``, ``transformers``,
+    ``llamacpp``)."""
     if backend not in _BACKENDS:
         raise ConfigError(_unknown("generator backend", backend, tuple(_BACKENDS)))
     import importlib

@@ -73,7 +73,7 @@ class PromptBuilder(Component):
     `AnswerBuilder`. In extractive mode, or when a `reading` (from `SentenceReader`) abstains, nothing is to be
     generated: `messages` is empty and `hits` are all the hits (no budget applies to what no model reads).
     In grounded mode the `citations` output is the number of passages shown, for a generator that enforces
-    valid citation markers (`TransformersGenerator`); None otherwise.
+    valid citation markers (`TransformersGenerator`, `LlamaCppGenerator`); None otherwise.
     A question longer than `max_question_chars` is cut to that length in the prompt, with a warning.
     """
 

@@ -17,6 +17,7 @@ GENERATOR_TYPES = {
     "transformers": "TransformersGenerator",
     "vllm": "VLLMGenerator",
     "openai": "OpenAIGenerator",
+    "llamacpp": "LlamaCppGenerator",
 }
 """Backend name (as `rag ask --generator` takes it) -> component type."""
 

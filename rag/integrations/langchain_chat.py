@@ -1,7 +1,7 @@
 """A generator of ours as a LangChain chat model (`BaseChatModel`, so a Runnable in any LCEL chain).
 
 `RagChatModel` wraps any component honouring the generator contract, ``run(messages, decoding=None,
-on_token=None) -> {"reply", "usage", ...}`` (`TransformersGenerator`, `VLLMGenerator`,
+on_token=None) -> {"reply", "usage", ...}`` (`TransformersGenerator`, `LlamaCppGenerator`, `VLLMGenerator`,
 `OpenAIGenerator`, or one of your own). LangChain's system, human and AI messages become
 ``{"role", "content"}`` messages; tool messages and non-text content are refused.
 

