@@ -136,9 +136,12 @@ class FaissStore(ABC):
 
         - at most `_SUBSET_SHARE` of the rows: every allowed row scored exactly by its stored values (in blocks);
         - a flat index on the CPU: FAISS' own search, told to skip the other rows (an ID selector);
-        - otherwise (IVF, HNSW, a GPU): the index's own search over-fetching `k / share` (twice over); a query that
-          finds `k` allowed rows among them has its answer (an allowed row not fetched scores below all fetched
-          ones), the others are scored exactly.
+        - a float IVF index on the CPU: FAISS' own search with the ID selector, probing `nprobe / share` lists (as
+          many allowed rows as an unfiltered search sees, so the filtered answer is as good as the unfiltered
+          one; with few rows passing, every list, which is exact);
+        - otherwise (HNSW, binary IVF, a GPU): the index's own search over-fetching `k / share` (twice over); a
+          query that finds `k` allowed rows among them has its answer (an allowed row not fetched scores below all
+          fetched ones, on an exact index), the others are scored exactly.
         """
         n = len(self.ids)
         k = min(k, len(allowed))
@@ -149,12 +152,26 @@ class FaissStore(ABC):
         if len(allowed) <= _SUBSET_SHARE * n:
             logger.debug("filtered search: exact scores of %d allowed rows of %d", len(allowed), n)
             return self._search_exact(queries, k, allowed)
-        if self._resolved() == self._FLAT and faiss_types.resolve_device(self.device) == "cpu":
+        on_cpu = faiss_types.resolve_device(self.device) == "cpu"
+        faiss = import_faiss()
+        bitmap = np.packbits(mask, bitorder="little")  # kept alive while FAISS reads it
+        if self._resolved() == self._FLAT and on_cpu:
             logger.debug("filtered search: FAISS with an ID selector, %d allowed rows of %d", len(allowed), n)
-            bitmap = np.packbits(mask, bitorder="little")  # kept alive while FAISS reads it
-            faiss = import_faiss()
             params = faiss.SearchParameters(sel=faiss.IDSelectorBitmap(n, faiss.swig_ptr(bitmap)))
             return self._search(self._built(), queries, k, params)
+        built = self._built()
+        ivf = faiss_types.ivf_of(built) if on_cpu and not isinstance(built, faiss.IndexBinary) else None
+        if ivf is not None:
+            nprobe = min(ivf.nlist, int(np.ceil(faiss_types.ivf_nprobe(ivf, self.nprobe) * n / len(allowed))))
+            logger.debug(
+                "filtered search: IVF with an ID selector, %d of %d lists, %d rows of %d",
+                nprobe,
+                ivf.nlist,
+                len(allowed),
+                n,
+            )
+            params = faiss.SearchParametersIVF(sel=faiss.IDSelectorBitmap(n, faiss.swig_ptr(bitmap)), nprobe=nprobe)
+            return self._search(built, queries, k, params)
         fetch = min(n, int(np.ceil(2 * k * n / len(allowed))))
         scores, rows = self.search_rows(queries, fetch)
         kept = (rows >= 0) & mask[np.maximum(rows, 0)]

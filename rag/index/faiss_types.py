@@ -112,13 +112,23 @@ def train(index: Any, sample: np.ndarray, factory: str) -> None:
 
 def set_search_params(index: Any, nprobe: int | None, ef_search: int | None, k: int) -> None:
     """Apply `nprobe` (IVF; default nlist / 16, at least 8) and `efSearch` (HNSW; default 64, at least k)."""
-    faiss = import_faiss()
-    ivf = _try(faiss.extract_index_ivf, index) or (index if hasattr(index, "nlist") else None)
+    ivf = ivf_of(index)
     if ivf is not None:
-        ivf.nprobe = min(ivf.nlist, nprobe or max(8, ivf.nlist // 16))
+        ivf.nprobe = ivf_nprobe(ivf, nprobe)
     hnsw = getattr(index, "hnsw", None)
     if hnsw is not None:
         hnsw.efSearch = max(ef_search or 64, k)
+
+
+def ivf_of(index: Any) -> Any:
+    """The IVF structure inside a FAISS `index` (float or binary), or None."""
+    faiss = import_faiss()
+    return _try(faiss.extract_index_ivf, index) or (index if hasattr(index, "nlist") else None)
+
+
+def ivf_nprobe(ivf: Any, nprobe: int | None) -> int:
+    """The lists an IVF search probes: `nprobe`, by default nlist / 16 (at least 8), at most nlist."""
+    return int(min(ivf.nlist, nprobe or max(8, ivf.nlist // 16)))
 
 
 def resolve_device(device: str) -> str:
