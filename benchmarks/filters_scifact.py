@@ -3,10 +3,11 @@
     python benchmarks/filters_scifact.py [--queries 300] [--out docs/benchmarks.md]
 
 Every abstract gets a synthetic attribute `bucket` (0-999, seeded), so `bucket < N` keeps N/1000 of the corpus:
-0.1%, 1%, 10% and 50%. For BM25 and MiniLM dense (float, int8, binary with rescoring; the indexes `rag eval`
-builds and caches), each test query is run with the filter, and compared with brute force over the chunks that
-pass (every allowed chunk scored with the index's own stored values: BM25 scores of the documents sharing a term,
-the stored vectors' inner products), as recall@10. Beside it, the post-filter baseline peers use: the unfiltered
+0.1%, 1%, 10% and 50%. For BM25, SPLADE and MiniLM dense (float, int8, binary with rescoring, and the float
+vectors in IVF (64 lists, 8 probed) and HNSW (32 links, efSearch 64) indexes; the indexes `rag eval` builds and caches), each test query is run with the
+filter, and compared with brute force over the chunks that pass (every allowed chunk scored with the index's own
+stored values: BM25 or SPLADE scores of the documents sharing a term, the stored vectors' inner products), as
+recall@10. Beside it, the post-filter baseline peers use: the unfiltered
 top 100 (10x over-fetch), filtered afterwards: its recall@10 and how often it returns fewer than 10. Latency is
 the search alone (dense queries encoded beforehand) and the retriever's whole run, one query at a time, filtered
 against unfiltered, p50 of the same run. The table is written between `<!-- filters_scifact -->` markers.
@@ -25,7 +26,8 @@ import numpy as np
 from report import DATA, PAGE, command_line, header, markdown_table, write_section
 
 from rag.core.filters import parse_filter
-from rag.core.serialization import load_pipeline
+from rag.core.pipeline import Pipeline
+from rag.core.serialization import load_pipeline, pipeline_from_dict
 from rag.eval.beir import load_beir
 from rag.eval.runner import load_corpus_index
 from rag.indexer import retrievers
@@ -34,6 +36,21 @@ from rag.store.index_folder import IndexFolder
 
 SELECTIVITIES = (0.001, 0.01, 0.1, 0.5)
 K = 10
+PIPELINES = ("bm25", "splade", "dense", "dense-int8", "dense-binary", "dense-ivf", "dense-hnsw")
+VARIANTS = {"dense-ivf": ("dense", {"factory": "IVF64,Flat"}), "dense-hnsw": ("dense", {"factory": "HNSW32"})}
+"""Approximate FAISS structures with their default search settings (IVF: 8 of 64 lists probed; HNSW: efSearch 64)
+over the shipped `dense` pipeline's vectors (the `ivf` and `hnsw` presets keep an exact Flat index below
+MIN_APPROXIMATE vectors, which SciFact is)."""
+
+
+def pipeline_named(name: str) -> Pipeline:
+    if name not in VARIANTS:
+        return load_pipeline(name)
+    base, settings = VARIANTS[name]
+    data = load_pipeline(base).to_dict()
+    data["name"] = name
+    data["components"]["dense"]["init"].update(settings)
+    return pipeline_from_dict(data)
 
 
 def with_buckets(store: ChunkStore) -> ChunkStore:
@@ -54,11 +71,15 @@ def reference(retriever, query_input, rows: np.ndarray) -> list[str]:
         from rag.embed.quantize import dequantize
 
         values = dequantize(np.asarray(stored[rows]), index.ranges) @ query_input
-    else:  # BM25: every document's score; only documents sharing a term are candidates
+    elif hasattr(index, "_score"):  # BM25: every document's score; only documents sharing a term are candidates
         scores, postings = index._score(query_input)
         shares = np.zeros(len(index.ids), dtype=bool)
         shares[postings] = True
         rows = rows[shares[rows]]
+        values = scores[rows]
+    else:  # SPLADE: every document's score; only documents sharing a term (a score above 0) are candidates
+        scores = index.scores(query_input)
+        rows = rows[scores[rows] > 0]
         values = scores[rows]
     order = sorted(range(len(rows)), key=lambda i: (-values[i], index.ids[rows[i]]))[:K]
     return [index.ids[rows[i]] for i in order]
@@ -66,7 +87,7 @@ def reference(retriever, query_input, rows: np.ndarray) -> list[str]:
 
 def run_pipeline(name: str, queries: list[str]) -> list[list[str]]:
     dataset = load_beir(DATA / "scifact")
-    pipeline = load_pipeline(name)
+    pipeline = pipeline_named(name)
     info = load_corpus_index(dataset, pipeline)
     ((leg, retriever),) = retrievers(pipeline).items()
     generation = IndexFolder(info["parts"][leg]["path"]).require_current()
@@ -74,12 +95,20 @@ def run_pipeline(name: str, queries: list[str]) -> list[list[str]]:
     retriever.load(generation / "components" / "retriever", store)
     retriever.warm_up()
     dense = hasattr(retriever, "encode_queries")
-    inputs = list(retriever.encode_queries(queries)) if dense else [retriever._tokenize()(q) for q in queries]
+    sparse = hasattr(retriever._index, "search_batch")
+    if dense:
+        inputs = list(retriever.encode_queries(queries))
+    elif sparse:
+        inputs = [retriever._embedder.encode_queries([q]) for q in queries]
+    else:
+        inputs = [retriever._tokenize()(q) for q in queries]
 
     def search(item, filters=None, k=K) -> list[str]:
         if dense:
             return [h.id for h in retriever.search_vectors(item[None, :], k, filters)[0]]
         rows = retriever._allowed_rows(filters)
+        if sparse:
+            return [i for i, _ in retriever._index.search_batch(item, k, rows)[0]]
         return [i for i, _ in retriever._index.search(item, k, rows)]
 
     def timed(call) -> float:
@@ -148,7 +177,7 @@ def main() -> None:
     args = parser.parse_args()
     queries = list(load_beir(DATA / "scifact").queries.values())[: args.queries]
     rows = []
-    for name in ("bm25", "dense", "dense-int8", "dense-binary"):
+    for name in PIPELINES:
         rows += run_pipeline(name, queries)
     columns = [
         "pipeline",

@@ -277,3 +277,24 @@ def test_the_langchain_dense_retriever_keeps_the_retriever_contract(tmp_path: Pa
     pytest.importorskip("faiss")
     names.append(register("words-64", WordEmbeddings()))
     round_trip(lambda: LangChainDenseRetriever(embeddings="words-64", top_k=3), tmp_path)
+
+
+def test_documents_metadata_from_python_filters_like_any_field(tmp_path: Path) -> None:
+    from rag.core.pipeline import IndexingSettings, Pipeline
+    from rag.ingest.chunkers.recursive import RecursiveChunker
+    from rag.retrieve.bm25 import BM25Retriever
+
+    bm25 = Pipeline(
+        {"bm25": BM25Retriever()},
+        inputs={"query": ["bm25.query"], "top_k": ["bm25.top_k"]},
+        outputs={"hits": "bm25.hits"},
+        indexing=IndexingSettings(chunker=RecursiveChunker(chunk_size=200, chunk_overlap=0, unit="chars")),
+    )
+    documents = [
+        LCDocument(page_content="Sea otters eat urchins.", metadata={"source": "a", "customer": "acme", "year": 2026}),
+        LCDocument(page_content="River otters eat fish.", metadata={"source": "b", "customer": "beta", "year": 2025}),
+    ]
+    index_documents(documents, tmp_path / "index", bm25)
+    rag = RAG(tmp_path / "index", bm25)
+    assert [h.chunk.path for h in rag.query("otters eat", filters="customer == acme")] == ["a"]
+    assert [h.chunk.path for h in rag.query("otters eat", filters={"year": {"$lt": 2026}})] == ["b"]
