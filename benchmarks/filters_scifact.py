@@ -4,10 +4,10 @@
 
 Every abstract gets a synthetic attribute `bucket` (0-999, seeded), so `bucket < N` keeps N/1000 of the corpus:
 0.1%, 1%, 10% and 50%. For BM25, SPLADE and MiniLM dense (float, int8, binary with rescoring, and the float
-vectors in IVF (64 lists, 8 probed) and HNSW (32 links, efSearch 64) indexes; the indexes `rag eval` builds and caches), each test query is run with the
-filter, and compared with brute force over the chunks that pass (every allowed chunk scored with the index's own
-stored values: BM25 or SPLADE scores of the documents sharing a term, the stored vectors' inner products), as
-recall@10. Beside it, the post-filter baseline peers use: the unfiltered
+vectors in IVF (64 lists, 8 probed) and HNSW (32 links, efSearch 64) indexes; the indexes `rag eval` builds and
+caches), each test query is run with the filter, and compared with brute force over the chunks that pass (every
+allowed chunk scored with the index's own stored values: BM25 or SPLADE scores of the documents sharing a term,
+the stored vectors' inner products), as recall@10. Beside it, the post-filter baseline peers use: the unfiltered
 top 100 (10x over-fetch), filtered afterwards: its recall@10 and how often it returns fewer than 10. Latency is
 the search alone (dense queries encoded beforehand) and the retriever's whole run, one query at a time, filtered
 against unfiltered, p50 of the same run. The table is written between `<!-- filters_scifact -->` markers.
