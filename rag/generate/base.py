@@ -13,10 +13,13 @@ A generator is a component that replies to chat messages:
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
 from rag.core.component import Component
 from rag.core.errors import ConfigError
+from rag.core.streaming import stream_call
 from rag.generate.decoding import DecodingConfig
 
 __all__ = ["Generator", "Messages"]
@@ -64,3 +67,19 @@ class Generator(Component):
     def empty_reply() -> dict[str, Any]:
         """The reply to an empty message list: nothing to answer from."""
         return {"reply": "", "usage": {"prompt_tokens": 0, "completion_tokens": 0}, "candidates": []}
+
+    def _streamed(
+        self,
+        messages: Messages,
+        decoding: dict[str, Any] | None,
+        generate: Callable[[Messages, DecodingConfig, Callable[[str], None]], Any],
+    ) -> Iterator[str]:
+        """`stream` for a backend whose `generate(messages, config, on_token)` reports pieces as it goes: the pieces,
+        from a worker thread; closing the iterator stops generation at the next piece."""
+        config = self._config({**(decoding or {}), "stream": True})
+        if not messages:
+            return
+        self._check_messages(messages)
+        items = stream_call(lambda send: generate(messages, config, send), f"{type(self).__name__}.stream")
+        with contextlib.closing(items):
+            yield from (value for kind, value in items if kind == "piece")

@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from rag.core.errors import ConfigError, GenerationError, MissingDependencyError, ModelLoadError
-from rag.core.streaming import stream_call
 from rag.generate.base import Generator
 from rag.generate.citation_constraint import CitationMarkers
 from rag.generate.decoding import DecodingConfig
@@ -182,13 +181,7 @@ class LlamaCppGenerator(Generator):
 
     def stream(self, messages: list[dict[str, str]], decoding: dict[str, Any] | None = None) -> Iterator[str]:
         """Yield the reply's text pieces as they are generated; closing the iterator stops generation."""
-        config = self._config({**(decoding or {}), "stream": True})
-        if not messages:
-            return
-        self._check_messages(messages)
-        items = stream_call(lambda send: self._generate(messages, config, send), "LlamaCppGenerator.stream")
-        with contextlib.closing(items):
-            yield from (value for kind, value in items if kind == "piece")
+        yield from self._streamed(messages, decoding, self._generate)
 
     def check_decoding(self, config: DecodingConfig) -> None:
         check_llamacpp(config)

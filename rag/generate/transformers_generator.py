@@ -7,7 +7,6 @@ imported. How each `DecodingConfig` option maps onto `generate` is in `rag.gener
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import itertools
 import logging
@@ -18,7 +17,6 @@ from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
 from rag.core.errors import ConfigError, MissingDependencyError, ModelLoadError
-from rag.core.streaming import stream_call
 from rag.generate.base import Generator
 from rag.generate.citation_constraint import CitationMarkers
 from rag.generate.decoding import DecodingConfig, registered_scorer
@@ -141,13 +139,7 @@ class TransformersGenerator(Generator):
 
     def stream(self, messages: list[dict[str, str]], decoding: dict[str, Any] | None = None) -> Iterator[str]:
         """Yield the reply's text pieces as they are generated (greedy or sample, n = 1)."""
-        config = self._config({**(decoding or {}), "stream": True})
-        if not messages:
-            return
-        self._check_messages(messages)
-        items = stream_call(lambda send: self._generate(messages, config, send), "TransformersGenerator.stream")
-        with contextlib.closing(items):
-            yield from (value for kind, value in items if kind == "piece")
+        yield from self._streamed(messages, decoding, self._generate)
 
     def check_decoding(self, config: DecodingConfig) -> None:
         check_transformers(config)
