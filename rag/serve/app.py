@@ -176,21 +176,23 @@ def serve(settings: ServerSettings, port: int = 8000, workers: int = 1, log_leve
 
 
 def _mcp_tools(collections: Collections) -> Any:
-    """The MCP server of the collections' tools (docs/mcp.md): each call uses the first collection its key may
-    use, within the key's scope; None without the `mcp` package."""
+    """The MCP server of the collections' tools (docs/mcp.md): each call uses the collection it names (left out: the
+    first its key may use), within the key's scope; None without the `mcp` package."""
     from rag.serve.mcp import describe_index, tools_server
 
     def key_of(request: Any) -> ApiKey:
         return getattr(request.state, STATE_KEY, FULL_ACCESS) if request is not None else FULL_ACCESS
 
-    def find(request: Any, query: str, top_k: int | None, filters: Any) -> Any:
+    def find(request: Any, collection: str | None, query: str, top_k: int | None, filters: Any) -> Any:
         key = key_of(request)
-        service = collections.get(None, key).service
+        service = collections.get(collection, key).service
         return service.query(service.default, query, top_k, filters, key.scope())
 
-    def answer(request: Any, question: str, mode: str | None, top_k: int | None, filters: Any) -> Any:
+    def answer(
+        request: Any, collection: str | None, question: str, mode: str | None, top_k: int | None, filters: Any
+    ) -> Any:
         key = key_of(request)
-        service = collections.get(None, key).service
+        service = collections.get(collection, key).service
         return service.ask(service.default, question, top_k, None, answer_mode=mode, filters=filters, scope=key.scope())
 
     def indexes(request: Any) -> list[dict[str, Any]]:
@@ -199,14 +201,14 @@ def _mcp_tools(collections: Collections) -> Any:
             return [{"name": c.name, "served": True} for c in collections.visible(key)]
         return [describe_index(c.service.collection.index, True) | {"name": c.name} for c in collections]
 
-    def documents(request: Any) -> Any:
+    def documents(request: Any, collection: str | None) -> Any:
         key = key_of(request)
-        service = collections.get(None, key).service
+        service = collections.get(collection, key).service
         return service.read(service.default, lambda rag: rag.documents(key.scope()))
 
-    def document(request: Any, path: str) -> Any:
+    def document(request: Any, collection: str | None, path: str) -> Any:
         key = key_of(request)
-        service = collections.get(None, key).service
+        service = collections.get(collection, key).service
         return service.read(service.default, lambda rag: rag.document_text(path, key.scope()))
 
     try:

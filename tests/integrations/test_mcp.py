@@ -49,8 +49,11 @@ def test_search_ask_and_list_over_stdio(tmp_path: Path) -> None:
         ("list_indexes", {}),
         ("search", {"query": "   "}),
         ("search", {"query": "otters", "filters": "tenant == acme"}),
+        ("search", {"query": "otters", "collection": "wiki"}),
     ]
-    tools, hits, filtered, answer, indexes, empty, unknown = asyncio.run(session(tmp_path / "indexes", pipeline, calls))
+    tools, hits, filtered, answer, indexes, empty, unknown, elsewhere = asyncio.run(
+        session(tmp_path / "indexes", pipeline, calls)
+    )
     assert tools == ["ask", "list_indexes", "search"]
     assert hits.structured_content["hits"][0]["source"]["path"] == "otters.md"
     assert len(hits.structured_content["hits"]) == 2
@@ -66,6 +69,7 @@ def test_search_ask_and_list_over_stdio(tmp_path: Path) -> None:
     )
     assert empty.is_error and "the query is empty" in empty.content[0].text
     assert unknown.is_error and "no chunk of this index has a field 'tenant'" in unknown.content[0].text
+    assert elsewhere.is_error and "serves the one index docs; leave 'collection' out" in elsewhere.content[0].text
 
 
 def test_the_same_tools_on_rag_serve_behind_the_api_keys(tmp_path: Path) -> None:

@@ -190,11 +190,13 @@ def test_mcp_tools_keep_to_the_key(tenants: Any) -> None:
                 await tools.call_tool("list_indexes", {}),
                 await tools.read_resource("rag://documents"),
             ]
-            for path in ("bobco/bob-plan.md", "bobco/nothing.md"):
+            for uri in ("documents/bobco/bob-plan.md", "documents/bobco/nothing.md", "documents?collection=private"):
                 try:
-                    outputs.append(await tools.read_resource(f"rag://documents/{path}"))
+                    outputs.append(await tools.read_resource(f"rag://{uri}"))
                 except Exception as exc:  # the SDK raises its own error for a failed read
                     outputs.append(str(exc))
+            for collection in ("private", "nowhere"):
+                outputs.append(await tools.call_tool("search", {"query": "otters", "collection": collection}))
             return [o if isinstance(o, str) else o.model_dump_json() for o in outputs]
 
     a_outputs = asyncio.run(session(keys["acme"]))
