@@ -26,8 +26,8 @@ install: $(VENV)/.installed
 
 demo: install
 	$(BIN)/rag index docs --index demo
-	$(BIN)/rag ask "Where do built indexes live?" --index demo
 	$(BIN)/rag ask "How does rag eval reuse an index?" --index demo
+	$(BIN)/rag ask "Who wrote the first index?" --index demo
 
 test: install
 	$(BIN)/python -m pytest -q
