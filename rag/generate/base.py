@@ -58,6 +58,17 @@ class Generator(Component):
                 f"got {messages!r}"
             )
 
+    def _batch_config(self, batch: Any, decoding: dict[str, Any] | None) -> DecodingConfig:
+        """The decoding settings of one `generate_batch` call, after checking `batch` (a list of message lists; an
+        empty one is allowed), so bad input fails before any conversation is sent."""
+        config = self._config(decoding)
+        if not isinstance(batch, list):
+            raise ConfigError(f"{type(self).__name__}: batch must be a list of message lists, got {batch!r}")
+        for messages in batch:
+            if messages:
+                self._check_messages(messages)
+        return config
+
     @staticmethod
     def model_problem(model: Any, what: str = "a non-empty model name or folder") -> list[str]:
         """[the problem with a `model` setting] when it is not a non-empty string, else []."""

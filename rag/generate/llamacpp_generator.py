@@ -171,12 +171,7 @@ class LlamaCppGenerator(Generator):
     ) -> list[dict[str, Any]]:
         """Reply to every conversation in `batch`, one after another (llama-cpp-python decodes one sequence);
         results in the same order, each what `run` returns. An empty conversation gets an empty reply."""
-        config = self._config(decoding)
-        if not isinstance(batch, list):
-            raise ConfigError(f"LlamaCppGenerator: batch must be a list of message lists, got {batch!r}")
-        for messages in batch:
-            if messages:
-                self._check_messages(messages)
+        config = self._batch_config(batch, decoding)
         return [self._generate(messages, config, None) if messages else self.empty_reply() for messages in batch]
 
     def stream(self, messages: list[dict[str, str]], decoding: dict[str, Any] | None = None) -> Iterator[str]:

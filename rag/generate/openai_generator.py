@@ -208,9 +208,7 @@ class OpenAIGenerator(Generator):
         """
         from concurrent.futures import ThreadPoolExecutor
 
-        self._config(decoding)  # a bad option fails once, before any request
-        if not isinstance(batch, list):
-            raise ConfigError(f"OpenAIGenerator: batch must be a list of message lists, got {batch!r}")
+        self._batch_config(batch, decoding)  # bad input fails once, before any request
         self.warm_up()
         with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(batch)))) as pool:
             return list(pool.map(lambda messages: self.run(messages, decoding), batch))

@@ -119,12 +119,7 @@ class TransformersGenerator(Generator):
         left-padded `generate` call; other configs run one conversation at a time. An empty conversation
         gets an empty reply and is not sent.
         """
-        config = self._config(decoding)
-        if not isinstance(batch, list):
-            raise ConfigError(f"TransformersGenerator: batch must be a list of message lists, got {batch!r}")
-        for messages in batch:
-            if messages:
-                self._check_messages(messages)
+        config = self._batch_config(batch, decoding)
         results = [self.empty_reply() for _ in batch]
         todo = [i for i, messages in enumerate(batch) if messages]
         one_call = config.strategy in ("greedy", "sample") and config.n == 1

@@ -202,12 +202,7 @@ class VLLMGenerator(Generator):
 
         Each result is what `run` returns; an empty conversation gets an empty reply and is not sent.
         """
-        config = self._config(decoding)
-        if not isinstance(batch, list):
-            raise ConfigError(f"VLLMGenerator: batch must be a list of message lists, got {batch!r}")
-        for messages in batch:
-            if messages:
-                self._check_messages(messages)
+        config = self._batch_config(batch, decoding)
         todo = [i for i, messages in enumerate(batch) if messages]
         results = [self.empty_reply() for _ in batch]
         if todo:
