@@ -186,3 +186,24 @@ def test_front_matter_becomes_fields_and_a_metadata_change_reindexes_without_emb
     before = hashed.embedded
     counting.index(docs)
     assert hashed.embedded == before  # new metadata, same chunks: nothing embedded again
+
+
+def test_records_of_json_jsonl_and_csv_files_filter_by_their_own_fields(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    orders = [{"customer": "acme", "year": 2025, "item": "bolts"}, {"customer": "beta", "year": 2026, "item": "nuts"}]
+    (docs / "orders.jsonl").write_text("".join(json.dumps(o) + "\n" for o in orders))
+    (docs / "stock.csv").write_text("item,count,code\nbolts,12,007\nnuts,3.5,010\n")
+    (docs / "people.json").write_text(json.dumps([{"name": "Ada", "team": {"city": "London"}, "tenant": "bobco"}]))
+    (docs / "people.json.meta.json").write_text(json.dumps({"tenant": "acme"}))
+    rag = RAG(tmp_path / "idx", pipeline({"bm25": BM25Retriever()}))
+    rag.index(docs)
+    texts = [h.chunk.text for h in rag.query("customer item bolts nuts", top_k=10, filters="year >= 2026")]
+    assert texts == ["customer: beta\nyear: 2026\nitem: nuts"]  # one record, its own chunk
+    assert [h.chunk.text for h in rag.query("item bolts nuts", filters="count > 10")] == [
+        "item: bolts\ncount: 12\ncode: 007"
+    ]
+    assert [h.chunk.text[:11] for h in rag.query("item", filters="code == '007'")] == ["item: bolts"]
+    assert [h.chunk.path for h in rag.query("Ada", filters="team.city == London")] == ["people.json"]
+    assert rag.query("Ada", filters="tenant == bobco") == []  # the sidecar's tenant wins over the record's
+    assert [h.chunk.path for h in rag.query("Ada", filters="tenant == acme")] == ["people.json"]

@@ -306,3 +306,18 @@ def test_text_that_expands_past_the_size_limit_is_refused(tmp_path: Path) -> Non
     with pytest.raises(LoaderError, match="max_file_mb applies to the extracted text"):
         load_document(tmp_path / "long.docx", tmp_path, ReadLimits(max_bytes=size + 1000))
     assert load_document(tmp_path / "long.docx", tmp_path).text.startswith("paragraph 0")
+
+
+def test_records_give_their_fields_typed_and_long_text_left_out(tmp_path: Path) -> None:
+    body = "b" * 201
+    line = {"t": "x", "n": 2, "ok": True, "tags": ["a"], "m": {"k": 1.5}, "refs": [{"id": 1}], "body": body}
+    doc = load_document(_write(tmp_path / "r.jsonl", json.dumps(line) + "\n\n" + json.dumps([1, 2]) + "\n"), tmp_path)
+    assert doc.metadata["record_fields"] == [{"t": "x", "n": 2, "ok": True, "tags": ["a"], "m.k": 1.5}, {}]
+    starts = doc.metadata["record_starts"]
+    assert [doc.text[s : s + 4] for s in starts] == ["t: x", "1, 2"]
+    csv_doc = load_document(_write(tmp_path / "c.csv", "zip,n,x,d\n007,1,-2.5e3,2026-01-05\n100,,1,\n"), tmp_path)
+    assert csv_doc.metadata["record_fields"] == [
+        {"zip": "007", "n": 1, "x": -2500.0, "d": "2026-01-05"},
+        {"zip": "100", "x": 1},
+    ]
+    assert csv_doc.text[csv_doc.metadata["record_starts"][0] :].startswith("zip: 007")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from abc import ABC, abstractmethod
 from bisect import bisect_right
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any, ClassVar
@@ -34,6 +35,11 @@ class Chunker(Component, ABC):
     when it has one (a text file not in UTF-8) and, when the document has "page_starts", "pages": the sorted
     1-based pages the chunk covers, and for a chunk over more than one page "page_breaks": the document offsets
     where its second, third... page begins.
+
+    A document of records (JSON, JSONL, CSV: "record_starts" and "record_fields") is split record by record, so
+    no chunk spans two records, and each chunk also gets its record's fields, under the document's own (so a
+    record can never override what a path rule or a sidecar, a tenant's for one, says); a record's string
+    "title" is its chunks' title.
     """
 
     outputs: ClassVar[dict[str, Any]] = {"chunks": list[Chunk]}
@@ -51,16 +57,17 @@ class Chunker(Component, ABC):
         fields = document.metadata.get("fields") or {}
         seen: dict[str, int] = {}
         chunks: list[Chunk] = []
-        for span in self.split(text):
-            piece = text[span.start : span.end]
+        for at, span, own in self._record_spans(document):
+            piece = text[at + span.start : at + span.end]
             stripped = piece.strip()
             if not stripped:
                 continue
-            start = span.start + len(piece) - len(piece.lstrip())
+            start = at + span.start + len(piece) - len(piece.lstrip())
             end = start + len(stripped)
             occurrence = seen.get(stripped, 0)
             seen[stripped] = occurrence + 1
-            metadata = {**fields, "title": title, **span.metadata}
+            own_title = own.get("title") if isinstance(own.get("title"), str) else title
+            metadata = {**own, **fields, "title": own_title, **span.metadata}
             if "encoding" in document.metadata:  # a text file read in another encoding than UTF-8
                 metadata["encoding"] = document.metadata["encoding"]
             if page_starts:
@@ -69,6 +76,21 @@ class Chunker(Component, ABC):
                     metadata["page_breaks"] = [page_starts[page - 1] for page in metadata["pages"][1:]]
             chunks.append(Chunk(chunk_id(path, stripped, occurrence), path, stripped, start, end, metadata))
         return {"chunks": chunks}
+
+    def _record_spans(self, document: Document) -> Iterator[tuple[int, Span, dict[str, Any]]]:
+        """The spans of the document (offset of the text split, span in it, the fields of its record), record by
+        record when it has records."""
+        text, starts = document.text, document.metadata.get("record_starts")
+        if not starts:
+            yield from ((0, span, {}) for span in self.split(text))
+            return
+        records = document.metadata["record_fields"]
+        bounds: list[tuple[int, int, dict[str, Any]]] = [(0, starts[0], {})] if starts[0] > 0 else []
+        bounds += [
+            (start, stop, own) for start, stop, own in zip(starts, [*starts[1:], len(text)], records, strict=True)
+        ]
+        for start, stop, own in bounds:
+            yield from ((start, span, own) for span in self.split(text[start:stop]))
 
 
 def chunk_id(path: str, text: str, occurrence: int = 0) -> str:
