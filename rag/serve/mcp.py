@@ -1,11 +1,11 @@
 """The index as a Model Context Protocol server (the official `mcp` SDK): `rag mcp --index NAME` over stdio, and
 the same tools at `/mcp/` of `rag serve` (streamable HTTP, behind the server's API keys).
 
-Resources: `rag://documents` (the documents: path, title, size, chunks; `rag://documents?collection=NAME` on a
-server with several collections) and `rag://documents/{+path}` (one document's text as the index holds it, of the
-first collection the key may use); both are URI templates, so that on a server each read knows the API key it comes
-with. `collection` names one of a server's collections (left out: the first the key may use); `rag mcp` serves one
-index and takes none. Tools, with structured results:
+Resources: `rag://documents` (the documents: path, title, size, chunks) and `rag://documents/{+path}` (one
+document's text as the index holds it), both taking `?collection=NAME` on a server with several collections; both are
+URI templates, so that on a server each read knows the API key it comes with. `collection` names one of a server's
+collections (left out: the first the key may use); `rag mcp` serves one index and takes none. Tools, with structured
+results:
 
     search(query, top_k=5, filters=None, collection=None)   the retrieval hits (as `rag query --json`)
     ask(question, answer_mode=None, top_k=None, filters=None, collection=None)
@@ -139,13 +139,14 @@ def tools_server(
         return json.dumps({"documents": await guarded(documents, ctx, collection or None)}, ensure_ascii=False)
 
     @server.resource(
-        "rag://documents/{+path}",
+        "rag://documents/{+path}{?collection}",
         name="document",
         mime_type="text/plain",
-        description="A document's text as the index holds it (its path as listed by rag://documents).",
+        description="A document's text as the index holds it (its path as listed by rag://documents; of a "
+        "server's collection: ?collection=NAME).",
     )
-    async def read_document(ctx: Context, path: str) -> str:
-        text: str = await guarded(document, ctx, None, path)
+    async def read_document(ctx: Context, path: str, collection: str = "") -> str:
+        text: str = await guarded(document, ctx, collection or None, path)
         return text
 
     return server

@@ -190,7 +190,13 @@ def test_mcp_tools_keep_to_the_key(tenants: Any) -> None:
                 await tools.call_tool("list_indexes", {}),
                 await tools.read_resource("rag://documents"),
             ]
-            for uri in ("documents/bobco/bob-plan.md", "documents/bobco/nothing.md", "documents?collection=private"):
+            for uri in (
+                "documents/bobco/bob-plan.md",
+                "documents/bobco/nothing.md",
+                "documents?collection=private",
+                "documents/otters.md?collection=private",
+                "documents/bobco/bob-plan.md?collection=shared",
+            ):
                 try:
                     outputs.append(await tools.read_resource(f"rag://{uri}"))
                 except Exception as exc:  # the SDK raises its own error for a failed read
@@ -203,6 +209,8 @@ def test_mcp_tools_keep_to_the_key(tenants: Any) -> None:
     for output in a_outputs[:4]:
         _clean(output, "an MCP answer")
     assert a_outputs[4].replace("bob-plan", "nothing") == a_outputs[5]  # B's document reads as one that is not there
+    assert a_outputs[8].replace("bob-plan", "nothing") == a_outputs[5] + "?collection=shared"  # named collection
+    assert "Sea otters" not in a_outputs[7] and "private" in a_outputs[7]  # a collection it may not use
     assert "acme/acme-notes.md" in a_outputs[0] and "acme/acme-notes.md" in a_outputs[3]
     b_outputs = asyncio.run(session(keys["bobco"]))
-    assert "Zanzibar" in b_outputs[4] and "acme" not in b_outputs[3]
+    assert "Zanzibar" in b_outputs[4] and "Zanzibar" in b_outputs[8] and "acme" not in b_outputs[3]
