@@ -20,7 +20,7 @@ from rag.core.errors import IndexStoreError, InvalidArgumentError
 from rag.index import faiss_types
 from rag.index.faiss_types import import_faiss
 from rag.index.files import read_arrays, read_json, write_arrays, write_json
-from rag.index.rescore import rescore
+from rag.index.rescore import rescore, score_block
 
 __all__ = ["FaissStore"]
 
@@ -30,6 +30,10 @@ _ALLOWED_BLOCK = 8192
 """Rows scored at once by a filtered (exact) search."""
 _SUBSET_SHARE = 0.05
 """Up to this share of the rows passing a filter, they are scored exactly; above it, the index over-fetches."""
+_EXACT_ROWS = faiss_types.MIN_APPROXIMATE
+"""On an approximate structure (IVF, HNSW, and any binary one: its Hamming shortlist is approximate too), fewer rows
+than this passing a filter are scored exactly whatever their share: what every preset does with an index of that
+size (it costs about as much as the approximate search, and loses nothing)."""
 
 
 class FaissStore(ABC):
@@ -134,7 +138,8 @@ class FaissStore(ABC):
         """The `k` best of the `allowed` rows for each query (scores and row numbers, best first), by whichever
         costs least, chosen by the share of rows that pass and the structure:
 
-        - at most `_SUBSET_SHARE` of the rows: every allowed row scored exactly by its stored values (in blocks);
+        - at most `_SUBSET_SHARE` of the rows, or on an approximate structure fewer than `_EXACT_ROWS`: every allowed
+          row scored exactly by its stored values (in blocks);
         - a flat index on the CPU: FAISS' own search, told to skip the other rows (an ID selector);
         - a float IVF index on the CPU: FAISS' own search with the ID selector, probing `nprobe / share` lists (as
           many allowed rows as an unfiltered search sees, so the filtered answer is as good as the unfiltered
@@ -149,7 +154,8 @@ class FaissStore(ABC):
             return np.zeros((len(queries), 0), dtype=np.float32), np.zeros((len(queries), 0), dtype=np.int64)
         mask = np.zeros(n, dtype=bool)
         mask[allowed] = True
-        if len(allowed) <= _SUBSET_SHARE * n:
+        approximate = self._BINARY or self._resolved() != self._FLAT
+        if len(allowed) <= _SUBSET_SHARE * n or (approximate and len(allowed) < _EXACT_ROWS):
             logger.debug("filtered search: exact scores of %d allowed rows of %d", len(allowed), n)
             return self._search_exact(queries, k, allowed)
         on_cpu = faiss_types.resolve_device(self.device) == "cpu"
@@ -191,18 +197,26 @@ class FaissStore(ABC):
 
     def _search_exact(self, queries: np.ndarray, k: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Every allowed row scored exactly by its stored values (what rescoring reads), in blocks of rows; ties go
-        to the lower row."""
+        to the lower row. With a quarter of the rows or more allowed, every row is scored, in order, and the others
+        dropped: a product over contiguous rows costs less than gathering the allowed ones (0.2 against 1.0 ms for
+        half of 5,000 rows of 384 floats)."""
         stored, metric = self._exact()
         k = min(k, len(allowed))
         best = np.zeros((len(queries), 0), dtype=np.float32), np.zeros((len(queries), 0), dtype=np.int64)
+        if 4 * len(allowed) >= len(stored):
+            mask = np.zeros(len(stored), dtype=bool)
+            mask[allowed] = True
+            for at in range(0, len(stored), _ALLOWED_BLOCK):
+                kept = at + np.flatnonzero(mask[at : at + _ALLOWED_BLOCK])
+                if len(kept):
+                    scores = score_block(queries, stored[at : at + _ALLOWED_BLOCK], self.ranges, metric)
+                    best = _best(best, scores[:, kept - at], np.broadcast_to(kept, scores[:, kept - at].shape), k)
+            return best
         for at in range(0, len(allowed), _ALLOWED_BLOCK):
             block = np.broadcast_to(
                 allowed[at : at + _ALLOWED_BLOCK], (len(queries), min(_ALLOWED_BLOCK, len(allowed) - at))
             )
-            found = rescore(queries, block, stored, k, self.ranges, metric)
-            scores, rows = np.concatenate([best[0], found[0]], axis=1), np.concatenate([best[1], found[1]], axis=1)
-            order = np.lexsort((rows, -scores), axis=1)[:, :k]
-            best = np.take_along_axis(scores, order, axis=1), np.take_along_axis(rows, order, axis=1)
+            best = _best(best, *rescore(queries, block, stored, k, self.ranges, metric), k)
         return best
 
     def search_rows(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -350,3 +364,13 @@ class FaissStore(ABC):
     @abstractmethod
     def _needs_training(self, factory: str) -> bool:
         """Whether a `factory` structure is trained (IVF, PQ), so its training is worth keeping."""
+
+
+def _best(
+    best: tuple[np.ndarray, np.ndarray], scores: np.ndarray, rows: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The `k` best of each query's `best` (scores and rows so far) and its new `scores` of `rows`; ties go to the
+    lower row."""
+    scores, rows = np.concatenate([best[0], scores], axis=1), np.concatenate([best[1], rows], axis=1)
+    order = np.lexsort((rows, -scores), axis=1)[:, :k]
+    return np.take_along_axis(scores, order, axis=1), np.take_along_axis(rows, order, axis=1)

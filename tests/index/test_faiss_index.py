@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 
 from rag.core.errors import ConfigError, IndexNotFoundError, IndexStoreError, MissingDependencyError
+from rag.index import faiss_store
 from rag.index.faiss_index import FaissIndex
+from rag.index.rescore import rescore
 from tests.index.test_bm25_index import is_memory_mapped
 
 DIM = 16
@@ -157,9 +159,13 @@ def test_a_damaged_vectors_file_is_the_one_line_index_damaged_error(tmp_path, da
     ("factory", "share"),
     [("Flat", 0.01), ("Flat", 0.3), ("HNSW16", 0.3), ("HNSW16", 0.9), ("IVF32,Flat", 0.2), ("IVF32,Flat", 0.6)],
 )
-def test_a_filtered_search_returns_k_allowed_rows_by_every_strategy(factory: str, share: float) -> None:
+def test_a_filtered_search_returns_k_allowed_rows_by_every_strategy(
+    factory: str, share: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Exact scores of a few allowed rows, an ID selector on a flat index, an ID selector probing nprobe / share
-    lists on an IVF one (every list at 20%: exact), over-fetching on HNSW."""
+    lists on an IVF one (every list at 20%: exact), over-fetching on HNSW (as on an index too large to score every
+    allowed row exactly)."""
+    monkeypatch.setattr(faiss_store, "_EXACT_ROWS", 0)
     rng = np.random.default_rng(1)
     vectors = rng.normal(size=(2000, 32)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
@@ -181,3 +187,36 @@ def test_a_filtered_search_returns_k_allowed_rows_by_every_strategy(factory: str
         assert recall >= unfiltered - 0.02
     else:
         assert recall >= 0.9
+
+
+@pytest.mark.parametrize("factory", ["HNSW16", "IVF32,Flat"])
+def test_fewer_allowed_rows_than_an_approximate_index_needs_are_searched_exactly(factory: str) -> None:
+    rng = np.random.default_rng(2)
+    vectors = rng.normal(size=(2000, 32)).astype(np.float32)
+    index = FaissIndex(32, "ip", factory=factory, nprobe=1, ef_search=10)
+    index.add([f"r{i}" for i in range(2000)], vectors)
+    allowed = np.sort(rng.choice(2000, 1200, replace=False))
+    _, ids = index.search(vectors[:20], 10, allowed)
+    exact = [[f"r{allowed[i]}" for i in np.argsort(-(vectors[allowed] @ q), kind="stable")[:10]] for q in vectors[:20]]
+    assert ids == exact
+
+
+@pytest.mark.parametrize("metric", ["ip", "l2"])
+@pytest.mark.parametrize("precision", ["float32", "int8"])
+@pytest.mark.parametrize("share", [0.1, 0.6])
+def test_exact_filtered_scores_equal_rescoring_whether_rows_are_gathered_or_all_scored(
+    metric: str, precision: str, share: float
+) -> None:
+    """Below a quarter of the rows the allowed ones are gathered; above, every row is scored and the rest dropped:
+    both give the scores and order that rescoring the allowed rows does."""
+    rng = np.random.default_rng(3)
+    vectors = rng.normal(size=(3000, 16)).astype(np.float32)
+    index = FaissIndex(16, metric, precision=precision)
+    index.add([f"r{i}" for i in range(3000)], vectors)
+    allowed = np.sort(rng.choice(3000, int(share * 3000), replace=False))
+    queries = rng.normal(size=(7, 16)).astype(np.float32)
+    scores, rows = index._search_exact(queries, 10, allowed)
+    stored, stored_metric = index._exact()
+    expected = rescore(queries, np.broadcast_to(allowed, (7, len(allowed))), stored, 10, index.ranges, stored_metric)
+    assert np.array_equal(rows, expected[1])
+    assert np.allclose(scores, expected[0], rtol=1e-4, atol=1e-4)
