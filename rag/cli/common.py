@@ -123,10 +123,11 @@ def check_engine(engine: str, address: str | None) -> str:
     return engine
 
 
-def print_hits(hits: list[Any], as_json: bool) -> None:
-    """Hits as `{"hits": [...]}` JSON, or ranked with path, score and the start of the text."""
+def print_hits(hits: list[Any], as_json: bool, timings: dict[str, Any] | None = None) -> None:
+    """Hits as `{"hits": [...], "timings": {...}}` JSON (timings when given), or ranked with path, score and the
+    start of the text."""
     if as_json:
-        emit({"hits": [h.to_dict() for h in hits]})
+        emit({"hits": [h.to_dict() for h in hits]} | ({"timings": timings} if timings is not None else {}))
         return
     for rank, hit in enumerate(hits, start=1):
         path = escape(shown(hit.chunk.path))

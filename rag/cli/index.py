@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from typing import TYPE_CHECKING
 
 import click
@@ -26,6 +27,7 @@ from rag.cli.common import (
     progress_bar,
     shown,
 )
+from rag.core.run_report import recording
 
 if TYPE_CHECKING:
     from rag.check import CheckReport
@@ -175,5 +177,8 @@ def query_cmd(
 
     with guard(as_json):
         rag = RAG(index_path(index, index_dir), pipeline, allowed)
-        hits = rag.query(text, top_k=top_k, filters=filters, allow_unknown_fields=allow_unknown_fields)
-    print_hits(hits, as_json)
+        with recording() as report:
+            started = time.perf_counter()
+            hits = rag.query(text, top_k=top_k, filters=filters, allow_unknown_fields=allow_unknown_fields)
+            total = (time.perf_counter() - started) * 1000
+    print_hits(hits, as_json, {"total_ms": round(total, 3), **report.to_dict()})

@@ -26,6 +26,7 @@ from rag.core.component import Component, InputSocket, input_sockets
 from rag.core.errors import ConfigError, PipelineError
 from rag.core.limits import LIMIT_SETTINGS, ReadLimits
 from rag.core.metadata import MetadataRule, metadata_rules
+from rag.core.run_report import timed
 from rag.core.tracing import span
 
 __all__ = ["Connection", "IndexingSettings", "Pipeline"]
@@ -359,7 +360,10 @@ class Pipeline:
                 elif (comp, socket.name) in given:
                     value = given[(comp, socket.name)]
                     kwargs[socket.name] = [value] if socket.variadic else value
-            with span("rag.component", component=comp, type=type(self.components[comp]).__name__) as current:
+            with (
+                span("rag.component", component=comp, type=type(self.components[comp]).__name__) as current,
+                timed(comp),
+            ):
                 result = self.components[comp].run(**kwargs)
                 _describe_result(current, result)
             missing = set(self.components[comp].outputs) - set(result or {})

@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Self
 import numpy as np
 
 from rag.core.errors import IndexStoreError, InvalidArgumentError
+from rag.core.run_report import note
 from rag.index import faiss_types
 from rag.index.faiss_types import import_faiss
 from rag.index.files import read_arrays, read_json, write_arrays, write_json
@@ -156,25 +157,21 @@ class FaissStore(ABC):
         mask[allowed] = True
         approximate = self._BINARY or self._resolved() != self._FLAT
         if len(allowed) <= _SUBSET_SHARE * n or (approximate and len(allowed) < _EXACT_ROWS):
-            logger.debug("filtered search: exact scores of %d allowed rows of %d", len(allowed), n)
+            _chose(f"filtered search: exact scores of {len(allowed)} allowed rows of {n}")
             return self._search_exact(queries, k, allowed)
         on_cpu = faiss_types.resolve_device(self.device) == "cpu"
         faiss = import_faiss()
         bitmap = np.packbits(mask, bitorder="little")  # kept alive while FAISS reads it
         if self._resolved() == self._FLAT and on_cpu:
-            logger.debug("filtered search: FAISS with an ID selector, %d allowed rows of %d", len(allowed), n)
+            _chose(f"filtered search: FAISS with an ID selector, {len(allowed)} allowed rows of {n}")
             params = faiss.SearchParameters(sel=faiss.IDSelectorBitmap(n, faiss.swig_ptr(bitmap)))
             return self._search(self._built(), queries, k, params)
         built = self._built()
         ivf = faiss_types.ivf_of(built) if on_cpu and not isinstance(built, faiss.IndexBinary) else None
         if ivf is not None:
             nprobe = min(ivf.nlist, int(np.ceil(faiss_types.ivf_nprobe(ivf, self.nprobe) * n / len(allowed))))
-            logger.debug(
-                "filtered search: IVF with an ID selector, %d of %d lists, %d rows of %d",
-                nprobe,
-                ivf.nlist,
-                len(allowed),
-                n,
+            _chose(
+                f"filtered search: IVF with an ID selector, {nprobe} of {ivf.nlist} lists, {len(allowed)} rows of {n}"
             )
             params = faiss.SearchParametersIVF(sel=faiss.IDSelectorBitmap(n, faiss.swig_ptr(bitmap)), nprobe=nprobe)
             return self._search(built, queries, k, params)
@@ -192,7 +189,7 @@ class FaissStore(ABC):
                 short.append(q)
         if short:
             out_scores[short], out_rows[short] = self._search_exact(queries[short], k, allowed)
-        logger.debug("filtered search: over-fetch %d of %d rows, %d quer(ies) scored exactly", fetch, n, len(short))
+        _chose(f"filtered search: over-fetch {fetch} of {n} rows, {len(short)} quer(ies) scored exactly")
         return out_scores, out_rows
 
     def _search_exact(self, queries: np.ndarray, k: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -374,3 +371,9 @@ def _best(
     scores, rows = np.concatenate([best[0], scores], axis=1), np.concatenate([best[1], rows], axis=1)
     order = np.lexsort((rows, -scores), axis=1)[:, :k]
     return np.take_along_axis(scores, order, axis=1), np.take_along_axis(rows, order, axis=1)
+
+
+def _chose(strategy: str) -> None:
+    """Say which filtered search strategy was used: in the debug log, and in the run's report (`rag query --json`)."""
+    logger.debug(strategy)
+    note(strategy)
