@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -214,3 +215,23 @@ def test_records_of_json_jsonl_and_csv_files_filter_by_their_own_fields(tmp_path
     assert [h.chunk.path for h in rag.query("Ada", filters="team.city == London")] == ["people.json"]
     assert rag.query("Ada", filters="tenant == bobco") == []  # the sidecar's tenant wins over the record's
     assert [h.chunk.path for h in rag.query("Ada", filters="tenant == acme")] == ["people.json"]
+
+
+def test_the_rows_of_filters_taking_turns_are_kept_until_the_index_changes(corpus: Path, tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    shutil.copytree(corpus, docs)
+    rag = RAG(tmp_path / "idx", pipeline({"bm25": BM25Retriever()}))
+    rag.index(docs)
+
+    def rows(folder: str) -> np.ndarray:
+        retriever, store = rag.pipeline.components["bm25"], rag._store
+        assert isinstance(retriever, BM25Retriever) and store is not None
+        return retriever._allowed_rows(parse_filter(f"path matches '{folder}/**'").checked(store.filter_fields()))
+
+    rag.refresh()
+    first = rows("alpha")
+    assert len(first) == 20 and len(rows("beta")) == 20 and rows("alpha") is first  # kept while filters take turns
+    (docs / "alpha" / "new.md").write_text("A new note about otters.")
+    rag.index(docs)
+    rag.refresh()
+    assert len(rows("alpha")) == 21  # the index changed: worked out again

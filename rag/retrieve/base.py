@@ -17,7 +17,7 @@ index generation to the next. `index_settings()` names the settings that shape t
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -29,6 +29,9 @@ from rag.core.filters import Filter
 from rag.core.types import Chunk, ChunkLookup, Hit
 
 __all__ = ["BatchRetriever", "Retriever"]
+
+_REMEMBERED_FILTERS = 16
+"""Filters whose allowed rows a retriever keeps (see `Retriever._allowed_rows`)."""
 
 
 class Retriever(Component):
@@ -82,7 +85,9 @@ class Retriever(Component):
 
     def _allowed_rows(self, filters: Filter | None) -> np.ndarray | None:
         """The rows (positions in the index's `ids`, ascending) of the chunks that pass `filters`; None without a
-        filter. The chunk lookup must be a store that can match filters (`ChunkStore.matching`)."""
+        filter. The chunk lookup must be a store that can match filters (`ChunkStore.matching`). The rows of the last
+        `_REMEMBERED_FILTERS` filters are kept while the store gives the same chunks for them (requests of different
+        tenants take turns)."""
         if filters is None:
             return None
         index, lookup = self._loaded()
@@ -93,13 +98,17 @@ class Retriever(Component):
                 "retriever with the index's ChunkStore"
             )
         allowed = matching(filters)
-        known, size, shape, rows = self._rows_for
-        if known() is not index or size != len(index) or shape != repr(filters):  # the last filter's rows, kept
-            rows = np.asarray([row for row, chunk_id in enumerate(index.ids) if chunk_id in allowed], dtype=np.int64)
-            self._rows_for = (weakref.ref(index), len(index), repr(filters), rows)
+        key = repr(filters)
+        remembered = self.__dict__.setdefault("_rows_of_filters", {})
+        kept = remembered.get(key)
+        if kept is not None and kept[0] is allowed and kept[1]() is index and kept[2] == len(index):
+            return kept[3]  # the same chunks pass in the same index: the rows worked out before
+        found = (chunk_id in allowed for chunk_id in index.ids)
+        rows = np.flatnonzero(np.fromiter(found, dtype=bool, count=len(index.ids))).astype(np.int64)
+        if len(remembered) >= _REMEMBERED_FILTERS:
+            remembered.pop(next(iter(remembered)))
+        remembered[key] = (allowed, weakref.ref(index), len(index), rows)
         return rows
-
-    _rows_for: tuple[Callable[[], Any], int, str, np.ndarray] = (lambda: None, 0, "", np.zeros(0, dtype=np.int64))
 
     def _new_texts(self, chunks: Sequence[Chunk]) -> dict[str, str]:
         """id -> text of the chunks not indexed yet, each id once (nothing is embedded twice)."""
