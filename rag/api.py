@@ -17,6 +17,8 @@ from rag.core.serialization import load_pipeline, pipeline_from_dict
 from rag.core.streaming import stream_call
 from rag.core.tracing import record_text, span
 from rag.core.types import Answer, Hit
+from rag.fuse.adapt import LegWeights, auto_fusions
+from rag.fuse.score import ScoreFusion
 from rag.indexer import (
     IndexingEngine,
     IndexReport,
@@ -351,6 +353,10 @@ class RAG:
         store = ChunkStore.load(current)
         for name, retriever in retrievers(self.pipeline).items():
             retriever.load(current / "components" / name, store)
+        for name in auto_fusions(self.pipeline):
+            fusion = self.pipeline.components[name]
+            assert isinstance(fusion, ScoreFusion)
+            fusion.use_estimate(LegWeights.load(current / "components" / name))
         self._loaded_generation, self._store = current, store
         return current
 

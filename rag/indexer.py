@@ -36,6 +36,8 @@ from rag.core.limits import ReadLimits
 from rag.core.pipeline import IndexingSettings, Pipeline
 from rag.core.tracing import span
 from rag.core.types import Chunk
+from rag.fuse.adapt import MIN_QUERIES, WEIGHTS_FILE, LegWeights, auto_fusions, leg_weights, title_queries
+from rag.fuse.score import ScoreFusion
 from rag.ingest.loaders import load_document
 from rag.ingest.metadata import extra_metadata, sidecars_by_document, with_fields
 from rag.ingest.walk import walk_folder
@@ -375,6 +377,7 @@ def _update_index(
         if previous is None or added or removed or changed_record:
             with index.new_generation() as generation, engine.embedding(pipeline, added, progress):
                 update_retrievers(pipeline, previous, generation, store, added, removed, progress)
+                learn_fusion_weights(pipeline, previous, generation, store, bool(added or removed))
                 store.save(generation)
                 write_manifest(generation, pipeline, wanted, source.label, store, report.failures)
             report.committed = True
@@ -489,6 +492,47 @@ def update_retrievers(
             shutil.copytree(old, new, copy_function=os.link)  # unchanged: share the files
             continue
         update_retriever(name, retriever, old, new, store, added, removed, progress)
+
+
+def learn_fusion_weights(
+    pipeline: Pipeline, previous: Path | None, generation: Path, store: ChunkStore, changed: bool
+) -> None:
+    """For every score fusion with `weights: auto`, the leg weights learned from the documents' titles
+    (`rag.fuse.adapt`), saved in `generation` (its retrievers already saved there); kept from `previous` when no
+    chunk was added or removed."""
+    for name, senders in auto_fusions(pipeline).items():
+        old, new = (previous / "components" / name if previous else None), generation / "components" / name
+        if old is not None and not changed and (old / WEIGHTS_FILE).is_file():
+            shutil.copytree(old, new, copy_function=os.link)
+            continue
+        loaded = {leg: generation / "components" / leg for leg in senders}
+        estimate = estimate_fusion_weights(pipeline, name, loaded, store)
+        if estimate is not None:
+            estimate.save(new)
+
+
+def estimate_fusion_weights(
+    pipeline: Pipeline, fusion: str, legs: Mapping[str, Path | None], store: ChunkStore
+) -> LegWeights | None:
+    """The weights of `fusion`'s legs learned from `store`'s titles (`rag.fuse.adapt`), each leg first loaded from
+    its folder in `legs` (None: as it is); None when a leg is not one of the index's retrievers or there are too
+    few titles to learn from."""
+    own = retrievers(pipeline)
+    queries = title_queries(store.chunks.values())
+    if any(leg not in own for leg in legs) or len(queries) < MIN_QUERIES:
+        return None
+    texts = [title for title, _ in queries]
+    answers = []
+    for leg, folder in legs.items():
+        if folder is not None:
+            own[leg].load(folder, store)
+        own[leg].warm_up()
+        answers.append(own[leg].run_batch(texts))
+    fusion_component = pipeline.components[fusion]
+    assert isinstance(fusion_component, ScoreFusion)
+    weights = leg_weights(answers, [path for _, path in queries], fusion_component.method)
+    logger.info("fusion %s: leg weights %s learned from %d titles", fusion, weights, len(queries))
+    return LegWeights(tuple(legs), weights, len(queries), fusion_component.method)
 
 
 def update_retriever(

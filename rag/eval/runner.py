@@ -37,8 +37,10 @@ from rag.core.types import Chunk, Document, Hit
 from rag.embed import cache as embedding_cache
 from rag.eval.beir import BeirDataset
 from rag.eval.metrics import evaluate_run, mean
+from rag.fuse.adapt import auto_fusions
+from rag.fuse.score import ScoreFusion
 from rag.index.files import read_json, write_json
-from rag.indexer import IndexReport, Progress, retrievers, update_index
+from rag.indexer import IndexReport, Progress, estimate_fusion_weights, retrievers, update_index
 from rag.ingest.chunkers.recursive import RecursiveChunker
 from rag.retrieve.base import Retriever
 from rag.runtime.cache import cache_dir
@@ -231,6 +233,10 @@ def _build_or_reuse(
     loaded = ChunkStore.load(next(iter(generations.values())))  # the same chunks in every part
     for name, retriever in retrievers(pipeline).items():
         retriever.load(generations[name] / "components" / "retriever", loaded)
+    for name, legs in auto_fusions(pipeline).items():  # learned from the corpus' titles, as an index does
+        fusion = pipeline.components[name]
+        assert isinstance(fusion, ScoreFusion)
+        fusion.use_estimate(estimate_fusion_weights(pipeline, name, dict.fromkeys(legs), loaded))
     return {
         "reused": all(part["reused"] for part in parts.values()),
         "build_seconds": round(sum(part["build_seconds"] for part in parts.values()), 2),

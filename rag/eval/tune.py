@@ -50,10 +50,15 @@ class Candidate:
 
     type: str
     settings: dict[str, Any]
+    estimate: Any = field(default=None, compare=False)
+    """For `weights: auto`, the weights the index learned (`rag.fuse.adapt.LegWeights`)."""
 
     def build(self, top_k: int) -> Component:
-        kind = ReciprocalRankFusion if self.type == "ReciprocalRankFusion" else ScoreFusion
-        return kind(**self.settings, top_k=top_k)
+        if self.type == "ReciprocalRankFusion":
+            return ReciprocalRankFusion(**self.settings, top_k=top_k)
+        fusion = ScoreFusion(**self.settings, top_k=top_k)
+        fusion.use_estimate(self.estimate)
+        return fusion
 
     def label(self) -> str:
         shown = {k: v for k, v in self.settings.items() if v is not None}
@@ -232,7 +237,7 @@ def synthetic_dataset(dataset: BeirDataset, count: int = 400, seed: int = 0) -> 
 
 def _candidate(component: Component) -> Candidate:
     settings = {k: v for k, v in component.settings.items() if k != "top_k"}
-    return Candidate(type(component).__name__, settings)
+    return Candidate(type(component).__name__, settings, getattr(component, "estimate", None))
 
 
 def _scores(candidate: Candidate, lists: dict[str, list[list[Hit]]], dataset: BeirDataset) -> dict[str, float]:

@@ -12,12 +12,13 @@ list is never better than being last in it.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
 from rag.core.component import Component, Variadic
 from rag.core.errors import ConfigError
+from rag.core.run_report import note
 from rag.core.types import Chunk, Hit
 from rag.fuse.lists import check_fusion_settings, cut_lists
 
@@ -46,8 +47,10 @@ class ScoreFusion(Component):
     """Fuse lists by their normalised scores: score(d) = Σ weight_i * normalised_i(d).
 
     `method` is "minmax", "zscore" or "dbsf". `weights`, `list_top_k` and `top_k` (None keeps
-    every candidate, the union) work as in `ReciprocalRankFusion`. Ties are broken by the best
-    rank a chunk reached in any list, then by id. One list is returned as it is, cut to `top_k`.
+    every candidate, the union) work as in `ReciprocalRankFusion`; `weights: "auto"` takes the weights
+    the index learned from its own documents (`rag.fuse.adapt`; equal until an estimate is given with
+    `use_estimate`). Ties are broken by the best rank a chunk reached in any list, then by id. One list
+    is returned as it is, cut to `top_k`.
     """
 
     outputs: ClassVar[dict[str, Any]] = {"hits": list[Hit]}
@@ -56,21 +59,28 @@ class ScoreFusion(Component):
         self,
         method: str = "minmax",
         top_k: int | None = 10,
-        weights: list[float] | None = None,
+        weights: list[float] | Literal["auto"] | None = None,
         list_top_k: int | list[int] | None = None,
     ) -> None:
         if method not in NORMALIZATIONS:
             raise ConfigError(f"ScoreFusion: method must be one of {', '.join(NORMALIZATIONS)}, got {method!r}")
-        check_fusion_settings("ScoreFusion", top_k, weights, list_top_k)
+        if isinstance(weights, str) and weights != "auto":
+            raise ConfigError(f"ScoreFusion: weights must be a list of numbers, 'auto' or None, got {weights!r}")
+        check_fusion_settings("ScoreFusion", top_k, None if weights == "auto" else weights, list_top_k)
         self.method = method
         self.top_k = top_k
         self.weights = weights
         self.list_top_k = list_top_k
+        self.estimate: Any = None  # the LegWeights of `weights: auto`, given by the index
+
+    def use_estimate(self, estimate: Any) -> None:
+        """Fuse with the weights the index learned (`rag.fuse.adapt.LegWeights`; None: equal weights)."""
+        self.estimate = estimate
 
     def run(self, hits: Variadic[list[Hit]], top_k: int | None = None) -> dict[str, list[Hit]]:
         """The fused hits, best first."""
         limit = top_k or self.top_k
-        lists, weights = cut_lists("ScoreFusion", hits, self.weights, self.list_top_k)
+        lists, weights = cut_lists("ScoreFusion", hits, self._weights(len(hits)), self.list_top_k)
         if len(lists) == 1:
             return {"hits": lists[0][:limit]}
         scores: dict[str, float] = {}
@@ -97,3 +107,19 @@ class ScoreFusion(Component):
                 scores[chunk_id] += floor
         order = sorted(scores, key=lambda i: (-scores[i], best_rank[i], i))[:limit]
         return {"hits": [Hit(chunks[i], scores[i]) for i in order]}
+
+    def _weights(self, count: int) -> list[float] | None:
+        """The weights to fuse `count` lists with: as set, or for `auto` the index's estimate (said in the run's
+        report) when it has one per list."""
+        if self.weights != "auto":
+            return self.weights
+        if self.estimate is None or len(self.estimate.weights) != count:
+            note("weights: equal (no estimate from the index)")
+            return None
+        note(
+            f"weights learned from {self.estimate.queries} titles: "
+            + ", ".join(
+                f"{leg} {weight:g}" for leg, weight in zip(self.estimate.legs, self.estimate.weights, strict=True)
+            )
+        )
+        return list(self.estimate.weights)
