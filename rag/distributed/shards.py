@@ -42,6 +42,8 @@ from rag.core.filters import Filter, parse_filter
 from rag.core.pipeline import Pipeline
 from rag.core.serialization import pipeline_from_dict
 from rag.core.types import Hit
+from rag.fuse.adapt import LegWeights, auto_fusions, combined
+from rag.fuse.score import ScoreFusion
 from rag.indexer import IndexingEngine, IndexReport, Progress, index_folder, retrievers
 from rag.retrieve.base import Retriever
 from rag.store.chunk_store import ChunkStore
@@ -193,6 +195,10 @@ class ShardedIndex:
                 sharded = ShardedRetriever(index=str(self.root), retriever=name, top_k=retriever.settings["top_k"])
                 sharded._index = self
                 components[name] = sharded
+            for name in auto_fusions(original):  # the shards' learned weights, averaged by how many titles taught them
+                fusion = components[name]
+                assert isinstance(fusion, ScoreFusion)
+                fusion.use_estimate(combined([LegWeights.load(g / "components" / name) for g in self.generations]))
             data = original.to_dict()
             self._pipeline = Pipeline(
                 components,

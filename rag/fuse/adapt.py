@@ -34,6 +34,7 @@ __all__ = [
     "WEIGHTS_FILE",
     "LegWeights",
     "auto_fusions",
+    "combined",
     "leg_weights",
     "title_queries",
 ]
@@ -67,6 +68,17 @@ class LegWeights:
             return None
         data = json.loads(path.read_text(encoding="utf-8"))
         return cls(tuple(data["legs"]), tuple(float(w) for w in data["weights"]), int(data["queries"]), data["method"])
+
+
+def combined(estimates: Sequence[LegWeights | None]) -> LegWeights | None:
+    """The estimates of several shards as one: each leg's weight averaged over them by how many titles taught each
+    (None when no shard has one)."""
+    found = [e for e in estimates if e is not None]
+    if not found:
+        return None
+    total = sum(e.queries for e in found)
+    weights = np.sum([np.asarray(e.weights) * e.queries for e in found], axis=0) / total
+    return LegWeights(found[0].legs, tuple(round(float(w), 4) for w in weights), total, found[0].method)
 
 
 def auto_fusions(pipeline: Pipeline) -> dict[str, list[str]]:

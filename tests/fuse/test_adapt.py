@@ -13,7 +13,7 @@ from rag.core.errors import ConfigError
 from rag.core.pipeline import IndexingSettings, Pipeline
 from rag.core.run_report import recording
 from rag.core.types import Chunk, Hit
-from rag.fuse.adapt import LegWeights, leg_weights, title_queries
+from rag.fuse.adapt import LegWeights, combined, leg_weights, title_queries
 from rag.fuse.score import ScoreFusion
 from rag.ingest.chunkers.recursive import RecursiveChunker
 from rag.retrieve.bm25 import BM25Retriever
@@ -122,3 +122,10 @@ def test_an_index_learns_its_fusion_weights_keeps_them_and_learns_again_when_chu
     with recording() as report:
         rag.query("badgers near forests")
     assert report.notes["fusion"] == ["weights: equal (no estimate from the index)"]
+
+
+def test_the_estimates_of_shards_are_averaged_by_how_many_titles_taught_them() -> None:
+    first = LegWeights(("splade", "dense"), (1.5, 0.5), 100, "zscore")
+    second = LegWeights(("splade", "dense"), (0.5, 1.5), 300, "zscore")
+    assert combined([first, None, second]) == LegWeights(("splade", "dense"), (0.75, 1.25), 400, "zscore")
+    assert combined([None, None]) is None
