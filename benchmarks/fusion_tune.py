@@ -2,7 +2,8 @@
 
     python benchmarks/fusion_tune.py [--out docs/benchmarks.md]
 
-Each row tunes the `hybrid` pipeline's fusion (BM25 + MiniLM, z-score with learned weights) with `rag.eval.tune.tune_fusion`: the
+Each row tunes the `hybrid` pipeline's fusion (BM25 + MiniLM, z-score with learned weights) with
+`rag.eval.tune.tune_fusion`: the
 held-out (5-fold) nDCG@10 of tuning against the pipeline as shipped, with the bootstrap 95% interval of the gain,
 what was chosen (the shipped fusion is kept when that interval does not exclude zero), and, where another split
 exists, both on queries never used for tuning. The legs' indexes come from `rag eval`'s cache (built on the
@@ -60,7 +61,8 @@ def main() -> None:
         "judged queries: shipped → chosen (95% interval of the gain)",
     ]
     note = (
-        "`hybrid` = BM25 + MiniLM fused by z-score with the leg weights learned from titles. A synthetic row tunes on the titles of 400 sampled "
+        "`hybrid` = BM25 + MiniLM fused by z-score with the leg weights learned from titles. "
+        "A synthetic row tunes on the titles of 400 sampled "
         "documents as queries (no labels) and is then scored on the collection's judged queries. On dbpedia-subset "
         "and on synthetic rows the last column re-scores the same judged queries the row was not tuned on, except "
         "the labelled dbpedia row, where only the held-out column is an honest estimate (40 judged queries, no "
