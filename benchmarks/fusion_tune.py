@@ -3,11 +3,10 @@
     python benchmarks/fusion_tune.py [--out docs/benchmarks.md]
 
 Each row tunes the `hybrid` pipeline's fusion (BM25 + MiniLM, z-score with learned weights) with
-`rag.eval.tune.tune_fusion`: the
-held-out (5-fold) nDCG@10 of tuning against the pipeline as shipped, with the bootstrap 95% interval of the gain,
-what was chosen (the shipped fusion is kept when that interval does not exclude zero), and, where another split
-exists, both on queries never used for tuning. The legs' indexes come from `rag eval`'s cache (built on the
-first run). The table is written between `<!-- fusion_tune -->` markers.
+`rag.eval.tune.tune_fusion`: the held-out (5-fold) nDCG@10 of tuning against the pipeline as shipped, with the
+bootstrap 95% interval of the gain, what was chosen (the shipped fusion is kept when that interval does not exclude
+zero), and, where another split exists, both on queries never used for tuning. The legs' indexes come from `rag
+eval`'s cache (built on the first run). The table is written between `<!-- fusion_tune -->` markers.
 """
 
 from __future__ import annotations
