@@ -16,7 +16,6 @@ learn from and the fusion keeps equal weights. The estimate is stored with the i
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
@@ -24,9 +23,11 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from rag.core.errors import IndexStoreError
 from rag.core.pipeline import Pipeline
 from rag.core.types import Chunk, Hit
 from rag.fuse.score import ScoreFusion, normalize
+from rag.index.files import read_json, write_json
 
 __all__ = [
     "MAX_QUERIES",
@@ -58,16 +59,21 @@ class LegWeights:
 
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / WEIGHTS_FILE).write_text(json.dumps(asdict(self), indent=2) + "\n", encoding="utf-8")
+        write_json(folder / WEIGHTS_FILE, asdict(self))
 
     @classmethod
     def load(cls, folder: Path) -> LegWeights | None:
-        """The estimate saved in `folder`, or None when there is none."""
+        """The estimate saved in `folder`, or None when there is none; an IndexStoreError when it is damaged."""
         path = folder / WEIGHTS_FILE
         if not path.is_file():
             return None
-        data = json.loads(path.read_text(encoding="utf-8"))
-        return cls(tuple(data["legs"]), tuple(float(w) for w in data["weights"]), int(data["queries"]), data["method"])
+        data = read_json(path)
+        try:
+            return cls(tuple(data["legs"]), tuple(map(float, data["weights"])), int(data["queries"]), data["method"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise IndexStoreError(
+                f"index damaged: {path} cannot be read (no {exc}); rebuild the index (rag index FOLDER --rebuild)"
+            ) from None
 
 
 def combined(estimates: Sequence[LegWeights | None]) -> LegWeights | None:

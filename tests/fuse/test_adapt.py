@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from rag.api import RAG
-from rag.core.errors import ConfigError
+from rag.core.errors import ConfigError, IndexStoreError
 from rag.core.pipeline import IndexingSettings, Pipeline
 from rag.core.run_report import recording
 from rag.core.types import Chunk, Hit
@@ -112,9 +112,8 @@ def test_an_index_learns_its_fusion_weights_keeps_them_and_learns_again_when_chu
     ]
     (docs / "note-00.md").touch()
     rag.index(docs)  # nothing added or removed: the estimate is kept
-    assert (rag.folder.require_current() / "components" / "fusion" / "weights.json").read_text() == json.dumps(
-        saved, indent=2
-    ) + "\n"
+    kept = rag.folder.require_current() / "components" / "fusion" / "weights.json"
+    assert json.loads(kept.read_text()) == saved
     for path in sorted(docs.iterdir())[:20]:
         path.unlink()
     rag.index(docs)  # 40 titles left: too few to learn from, equal weights
@@ -129,3 +128,10 @@ def test_the_estimates_of_shards_are_averaged_by_how_many_titles_taught_them() -
     second = LegWeights(("splade", "dense"), (0.5, 1.5), 300, "zscore")
     assert combined([first, None, second]) == LegWeights(("splade", "dense"), (0.75, 1.25), 400, "zscore")
     assert combined([None, None]) is None
+
+
+def test_a_damaged_estimate_is_an_index_error_naming_the_file(tmp_path: Path) -> None:
+    (tmp_path / "weights.json").write_text('{"legs": ["bm25"]')
+    with pytest.raises(IndexStoreError, match=r"^index damaged: .*weights\.json cannot be read .*--rebuild\)$"):
+        LegWeights.load(tmp_path)
+    assert LegWeights.load(tmp_path / "nowhere") is None
