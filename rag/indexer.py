@@ -505,8 +505,9 @@ def learn_fusion_weights(
         if old is not None and not changed and (old / WEIGHTS_FILE).is_file():
             shutil.copytree(old, new, copy_function=os.link)
             continue
-        loaded = {leg: generation / "components" / leg for leg in senders}
-        estimate = estimate_fusion_weights(pipeline, name, loaded, store)
+        # changed: every retriever holds this generation's state already; else some were only copied, so load them
+        folders = {leg: None if changed else generation / "components" / leg for leg in senders}
+        estimate = estimate_fusion_weights(pipeline, name, folders, store)
         if estimate is not None:
             estimate.save(new)
 

@@ -110,10 +110,15 @@ def test_an_index_learns_its_fusion_weights_keeps_them_and_learns_again_when_chu
     assert report.notes["fusion"] == [
         f"weights learned from 60 titles: bm25 {saved['weights'][0]:g}, dense {saved['weights'][1]:g}"
     ]
+    (generation / "components" / "fusion" / "weights.json").unlink()  # as in an index written before estimates
     (docs / "note-00.md").touch()
-    rag.index(docs)  # nothing added or removed: the estimate is kept
+    rag.index(docs)  # nothing added or removed, no estimate to keep: learned from the retrievers as saved
+    learned = rag.folder.require_current() / "components" / "fusion" / "weights.json"
+    assert json.loads(learned.read_text()) == saved
+    (docs / "note-01.md").touch()
+    rag.index(docs)  # nothing added or removed: the estimate is kept (the same file, linked)
     kept = rag.folder.require_current() / "components" / "fusion" / "weights.json"
-    assert json.loads(kept.read_text()) == saved
+    assert kept != learned and kept.stat().st_ino == learned.stat().st_ino
     for path in sorted(docs.iterdir())[:20]:
         path.unlink()
     rag.index(docs)  # 40 titles left: too few to learn from, equal weights
