@@ -119,7 +119,8 @@ def test_pipelines_list_and_show() -> None:
     assert code == 0 and {"default", "bm25", "hybrid", "dense", "colbert", "hybrid-rerank"} <= set(names)
     code, out, _ = cli("pipeline", "show", "default")
     assert code == 0 and loads_pipeline(out).name == "default"
-    assert yaml.safe_load(out)["components"]["fusion"]["init"]["k"] == 60
+    fusion = yaml.safe_load(out)["components"]["fusion"]
+    assert fusion["type"] == "ScoreFusion" and fusion["init"]["weights"] == "auto"  # shown as written, to load back
 
 
 def test_json_mode_prints_exactly_one_document_from_the_real_command(setup: dict[str, str]) -> None:
