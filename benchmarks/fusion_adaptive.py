@@ -27,7 +27,7 @@ from rag.eval.beir import BeirDataset, load_beir
 from rag.eval.metrics import evaluate_run
 from rag.eval.runner import load_corpus_index
 from rag.eval.squad import load_question_set
-from rag.eval.tune import Candidate, _candidate, _scores, fusion_of, leg_lists
+from rag.eval.tune import Candidate, candidate_of, candidate_scores, fusion_of, leg_lists
 from rag.fuse.adapt import auto_fusions
 from rag.indexer import estimate_fusion_weights
 
@@ -91,9 +91,9 @@ def main() -> None:
         legs_scores = {
             leg: mean(evaluate_run(leg_run(lists, i), dataset.qrels)["ndcg@10"]) for i, leg in enumerate(legs)
         }
-        fused = {shown: mean(_scores(c, lists, dataset)) for shown, c in FIXED.items()}
+        fused = {shown: mean(candidate_scores(c, lists, dataset)) for shown, c in FIXED.items()}
         fused["z-score, learned weights (`hybrid`)"] = mean(
-            _scores(_candidate(pipeline.components[name]), lists, dataset)
+            candidate_scores(candidate_of(pipeline.components[name]), lists, dataset)
         )
         best_leg = max(legs_scores.values())
         learned = (

@@ -32,7 +32,17 @@ from rag.fuse.rrf import ReciprocalRankFusion
 from rag.fuse.score import ScoreFusion
 from rag.indexer import retrievers
 
-__all__ = ["MIN_QUERIES", "Candidate", "TuneReport", "fusion_of", "synthetic_dataset", "tune_fusion"]
+__all__ = [
+    "MIN_QUERIES",
+    "Candidate",
+    "TuneReport",
+    "candidate_of",
+    "candidate_scores",
+    "fusion_of",
+    "leg_lists",
+    "synthetic_dataset",
+    "tune_fusion",
+]
 
 MIN_QUERIES = 20
 """Fewer judged queries than this give an estimate too noisy to tune on (refused unless forced)."""
@@ -125,9 +135,9 @@ def tune_fusion(
         raise ConfigError(f"folds must be between 2 and the number of queries ({len(dataset.queries)}), got {folds}")
     name, legs = fusion_of(pipeline)
     lists = leg_lists(dataset, pipeline, legs)
-    baseline = _candidate(pipeline.components[name])
+    baseline = candidate_of(pipeline.components[name])
     candidates = {c.label(): c for c in [baseline, *grid(len(legs))]}  # the baseline first: it wins ties
-    per_query = {label: _scores(c, lists, dataset) for label, c in candidates.items()}
+    per_query = {label: candidate_scores(c, lists, dataset) for label, c in candidates.items()}
     qids = list(dataset.queries)
     order = random.Random(seed).sample(qids, len(qids))
     fold_of = {qid: i % folds for i, qid in enumerate(order)}
@@ -160,8 +170,8 @@ def compare_on(dataset: BeirDataset, pipeline: Pipeline, chosen: Candidate) -> d
     bootstrap 95% interval of the gain."""
     name, legs = fusion_of(pipeline)
     lists = leg_lists(dataset, pipeline, legs)
-    before = _scores(_candidate(pipeline.components[name]), lists, dataset)
-    after = _scores(chosen, lists, dataset)
+    before = candidate_scores(candidate_of(pipeline.components[name]), lists, dataset)
+    after = candidate_scores(chosen, lists, dataset)
     gains = np.array([after[q] - before[q] for q in dataset.queries])
     return {
         "split": dataset.split,
@@ -235,12 +245,13 @@ def synthetic_dataset(dataset: BeirDataset, count: int = 400, seed: int = 0) -> 
     return BeirDataset(dataset.name, "synthetic", dataset.corpus, queries, qrels, dataset.corpus_sha256)
 
 
-def _candidate(component: Component) -> Candidate:
+def candidate_of(component: Component) -> Candidate:
+    """A fusion component as a `Candidate` (its settings but `top_k`, and for `weights: auto` its estimate)."""
     settings = {k: v for k, v in component.settings.items() if k != "top_k"}
     return Candidate(type(component).__name__, settings, getattr(component, "estimate", None))
 
 
-def _scores(candidate: Candidate, lists: dict[str, list[list[Hit]]], dataset: BeirDataset) -> dict[str, float]:
+def candidate_scores(candidate: Candidate, lists: dict[str, list[list[Hit]]], dataset: BeirDataset) -> dict[str, float]:
     """nDCG@10 per query of `candidate` fusing the legs' lists (documents ranked by their best chunk)."""
     fusion = candidate.build(top_k=DEPTH)
     run = {}
