@@ -76,7 +76,9 @@ def _rss_mb() -> float:
     return float("nan")
 
 
-def worker(backend: str, messages: list[dict[str, str]], max_tokens: int, repeats: int, threads: int) -> dict:
+def worker(
+    backend: str, messages: list[dict[str, str]], max_tokens: int, repeats: int, threads: int, repack: bool | None
+) -> dict:
     """Load `backend` in this process and time it on `messages` (see the module docstring)."""
     if backend == "transformers":
         import torch
@@ -96,7 +98,7 @@ def worker(backend: str, messages: list[dict[str, str]], max_tokens: int, repeat
     if backend == "transformers":
         gen: Any = module.TransformersGenerator(MODEL, device="cpu")
     else:
-        gen = module.LlamaCppGenerator(MODEL, n_threads=threads)
+        gen = module.LlamaCppGenerator(MODEL, n_threads=threads, repack_weights=repack)
     gen.warm_up()
     load = time.perf_counter() - started
     gen.run([{"role": "user", "content": "Hello."}], {"max_tokens": 2})  # one-off set-up of the first call
@@ -110,6 +112,7 @@ def worker(backend: str, messages: list[dict[str, str]], max_tokens: int, repeat
     return {
         "backend": backend,
         "version": version,
+        "repacked": getattr(gen, "repacked", None),
         "threads": threads,
         "load_s": load,
         "rss_before_mb": before,
@@ -178,27 +181,44 @@ def _run_worker(backend: str, messages_file: Path, args: list[str], theirs: str 
 
 
 def compare_backends(max_tokens: int, repeats: int, threads: int, serve: int, write: bool = True) -> None:
-    """Run both workers, print the side-by-side table and write it into docs/benchmarks.md."""
+    """Run the workers, print the side-by-side table and write it into docs/benchmarks.md.
+
+    llama.cpp runs twice: with the weights as stored, and with its repacked (AMX) layouts where they run here.
+    """
+    from rag.generate.llamacpp_repack import repacked_kernels_fail
+    from rag.runtime.models import packaged_gguf
+
     load_before = os.getloadavg()[0]
     messages = rag_messages()
+    gguf = packaged_gguf(MODEL)
+    layouts = repacked_kernels_fail(gguf) if gguf is not None else "the packaged GGUF is not installed"
     work = Path(tempfile.mkdtemp(prefix="generation-backends-"))
     try:
         messages_file = work / "messages.json"
         messages_file.write_text(json.dumps(messages))
         common = ["--max-tokens", str(max_tokens), "--repeats", str(repeats), "--threads", str(threads)]
-        llama = _run_worker("llamacpp", messages_file, common)
-        torch_ = _run_worker("transformers", messages_file, common, theirs=llama["reply"])
+        llamas = [_run_worker("llamacpp", messages_file, [*common, "--repack", "off"])]
+        if layouts is None:
+            llamas.append(_run_worker("llamacpp", messages_file, [*common, "--repack", "on"]))
+        torch_ = _run_worker("transformers", messages_file, common, theirs=llamas[-1]["reply"])
         served = _serve_rows(serve, max_tokens, threads, work) if serve else []
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    text = _report(torch_, llama, served, max_tokens, repeats, threads, load_before)
+    text = _report(torch_, llamas, layouts, served, max_tokens, repeats, threads, load_before)
     print(text)
     if write:
         write_section("generation_cpu_backends", text, "Generation on CPU: transformers against llama.cpp")
 
 
 def _report(
-    torch_: dict, llama: dict, served: list[list[str]], max_tokens: int, repeats: int, threads: int, load: float
+    torch_: dict,
+    llamas: list[dict],
+    layouts: str | None,
+    served: list[list[str]],
+    max_tokens: int,
+    repeats: int,
+    threads: int,
+    load: float,
 ) -> str:
     def median(result: dict, key: str) -> float:
         return statistics.median(run[key] for run in result["runs"])
@@ -206,41 +226,51 @@ def _report(
     def ratio(a: float, b: float) -> str:
         return f"{b / a:.{2 if b / a >= 0.1 else 4}f}x"
 
-    t_tps, l_tps = median(torch_, "decode_tps"), median(llama, "decode_tps")
-    t_ttft, l_ttft = median(torch_, "ttft"), median(llama, "ttft")
-    t_mem = torch_["rss_after_mb"] - torch_["rss_before_mb"]
-    l_mem = llama["rss_after_mb"] - llama["rss_before_mb"]
-    rows = [
-        ["prompt tokens / generated tokens", f"{torch_['prompt_tokens']} / {torch_['tokens']}",
-         f"{llama['prompt_tokens']} / {llama['tokens']}", "", "same prompt"],
-        ["greedy tokens/s (after the first token, median)", f"{t_tps:.1f}", f"{l_tps:.1f}", ratio(t_tps, l_tps),
-         ">= 5x"],
-        ["greedy, whole reply (s, median)", f"{median(torch_, 'total'):.2f}", f"{median(llama, 'total'):.2f}",
-         ratio(median(torch_, "total"), median(llama, "total")), ""],
-        ["time to first token (s, median, empty cache)", f"{t_ttft:.2f}", f"{l_ttft:.2f}", ratio(t_ttft, l_ttft),
-         "<= 0.5x"],
-        ["time to first token, same prompt again with prefix caching (s)", f"{torch_['ttft_cached_s']:.3f}",
-         f"{llama['ttft_cached_s']:.3f}", ratio(torch_["ttft_cached_s"], llama["ttft_cached_s"]),
-         "transformers caches the system message only"],
-        ["resident memory of the loaded model (MB: RSS after load - before)", f"{t_mem:.0f}", f"{l_mem:.0f}",
-         ratio(t_mem, l_mem), "<= 0.5x"],
-        ["resident memory of the whole process after load (MB)", f"{torch_['rss_after_mb']:.0f}",
-         f"{llama['rss_after_mb']:.0f}", ratio(torch_["rss_after_mb"], llama["rss_after_mb"]), ""],
-        ["model load (s)", f"{torch_['load_s']:.2f}", f"{llama['load_s']:.2f}", "", ""],
+    def memory(result: dict) -> float:
+        return float(result["rss_after_mb"] - result["rss_before_mb"])
+
+    measures: list[tuple[str, Any, str]] = [
+        ("greedy tokens/s (after the first token, median)", lambda r: median(r, "decode_tps"), ">= 5x"),
+        ("greedy, whole reply (s, median)", lambda r: median(r, "total"), ""),
+        ("time to first token (s, median, empty cache)", lambda r: median(r, "ttft"), "<= 0.5x"),
+        ("time to first token, same prompt again with prefix caching (s)", lambda r: r["ttft_cached_s"],
+         "transformers caches the system message only"),
+        ("resident memory of the loaded model (MB: RSS after load - before)", memory, "<= 0.5x"),
+        ("resident memory of the whole process after load (MB)", lambda r: r["rss_after_mb"], ""),
     ]  # fmt: skip
-    equal = torch_["reply"] == llama["reply"]
-    rows.append(["greedy answers equal", "", "", "yes" if equal else "no", "equal, or the difference explained"])
+    rows = [
+        ["prompt tokens / generated tokens",
+         *(f"{r['prompt_tokens']} / {r['tokens']}" for r in [torch_, *llamas]), *([""] * len(llamas)), "same prompt"],
+    ]  # fmt: skip
+    for name, value, target in measures:
+        base = value(torch_)
+        digits = 3 if "prefix caching" in name else (0 if "MB" in name else 2)
+        cells = [f"{value(r):.{digits}f}" for r in [torch_, *llamas]]
+        rows.append([name, *cells, *(ratio(base, value(r)) for r in llamas), target])
+    rows.append(["model load (s)", *(f"{r['load_s']:.2f}" for r in [torch_, *llamas]), *([""] * len(llamas)), ""])
+    equal = [torch_["reply"] == r["reply"] for r in llamas]
+    rows.append(
+        ["greedy answers equal", *([""] * (1 + len(llamas))), *("yes" if e else "no" for e in equal),
+         "equal, or the difference explained"]
+    )  # fmt: skip
+    names = [f"llama.cpp (Q4_1, {'repacked for AMX' if r['repacked'] else 'as stored'})" for r in llamas]
+    kept = "run" if layouts is None else f"not run: {layouts}"
     parts = [
         header(command_line()),
-        f"{torch_['version']} (float32, dequantized from the GGUF); {llama['version']} (the Q4_1 GGUF as it is); "
-        f"{threads} thread(s) each, each backend in its own process; {max_tokens} tokens at most, {repeats} timed "
-        f"replies per backend; load average {load:.1f} before and {os.getloadavg()[0]:.1f} after (other jobs "
-        "share these cores: compare the columns of one run).",
-        markdown_table(["measure", "transformers (fp32)", "llama.cpp (Q4_1)", "llama.cpp / transformers", "target"],
-                       rows),
-    ]  # fmt: skip
-    answers = f"transformers: {torch_['reply']!r}\n\nllama.cpp: {llama['reply']!r}"
-    parts.append(answers if not equal else f"Both: {torch_['reply']!r}")
+        f"{torch_['version']} (float32, dequantized from the GGUF); {llamas[0]['version']} (the Q4_1 GGUF, as stored "
+        f"and in llama.cpp's repacked layouts, {kept}); {threads} thread(s) each, each in its own process; "
+        f"{max_tokens} tokens at most, {repeats} timed replies each; load average {load:.1f} before and "
+        f"{os.getloadavg()[0]:.1f} after (other jobs share these cores: compare the columns of one run).",
+        markdown_table(
+            ["measure", "transformers (fp32)", *names, *(f"{n} / transformers" for n in names), "target"], rows
+        ),
+    ]
+    replies = dict.fromkeys([torch_["reply"], *(r["reply"] for r in llamas)])
+    if len(replies) == 1:
+        parts.append(f"All: {torch_['reply']!r}")
+    else:
+        named = zip(["transformers", *names], [torch_, *llamas], strict=True)
+        parts.append("\n\n".join(f"{n}: {r['reply']!r}" for n, r in named))
     split = torch_.get("divergence")
     if split:
         sides = ", ".join(
@@ -249,7 +279,8 @@ def _report(
             for name in BACKENDS
             if name in split
         )
-        parts.append(f"They part at generated token {split['token']} (after {split['common']!r}): {sides}.")
+        parts.append(f"Against {names[-1]}, they part at generated token {split['token']} "
+                     f"(after {split['common']!r}): {sides}.")  # fmt: skip
     if served:
         parts.append(
             markdown_table(["`/v1/answer`, 4 clients", "requests", "requests/s", "p50 (ms)", "p99 (ms)"], served)
@@ -302,9 +333,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--other-reply", default=None, help="the other backend's greedy reply, to find the split")
+    parser.add_argument("--repack", choices=("auto", "on", "off"), default="auto", help="llama.cpp's repack_weights")
     args = parser.parse_args()
     messages = json.loads(args.messages.read_text())
-    result = worker(args.worker, messages, args.max_tokens, args.repeats, args.threads)
+    repack = {"auto": None, "on": True, "off": False}[args.repack]
+    result = worker(args.worker, messages, args.max_tokens, args.repeats, args.threads, repack)
     gen = result.pop("gen")
     if args.other_reply is not None and args.worker == "transformers":
         result["divergence"] = divergence(gen, messages, result["reply"], args.other_reply)

@@ -31,6 +31,7 @@ from rag.generate.base import Generator
 from rag.generate.citation_constraint import CitationMarkers
 from rag.generate.decoding import DecodingConfig
 from rag.generate.llamacpp_decoding import MinTokens, RepetitionPenalty, check_llamacpp, sampler_kwargs
+from rag.generate.llamacpp_repack import REBUILD_HINT, repacked_kernels_fail
 from rag.generate.transformers_decoding import PieceStream, trim_at_stop
 from rag.runtime.models import packaged_gguf
 
@@ -89,9 +90,11 @@ class LlamaCppGenerator(Generator):
     - `n_ctx`: the context length in tokens, prompt and reply together; its key/value cache is allocated when
       the model loads (about 23 KB a token for SmolLM2-135M). A prompt that does not fit is refused; a reply
       stops where the context ends.
-    - `repack_weights`: let llama.cpp copy the weights into its CPU-specific layouts (AMX, interleaved AVX
-      kernels), a second copy in memory; off by default (on the Sapphire Rapids VMs here the AMX kernels stop
-      the process with an illegal instruction).
+    - `repack_weights`: let llama.cpp copy the weights into its CPU-specific layouts (AMX tiles, interleaved
+      AVX kernels), a second copy in memory. None (the default): on when they run here; on a CPU with AMX a
+      child process tries them first (`rag.generate.llamacpp_repack`), since a build whose AMX kernels are
+      broken stops the process with an illegal instruction; then they stay off, with a warning saying how to
+      rebuild. True: on, and such a build is a `ModelLoadError` from `warm_up()`. False: off.
 
     Outputs: `reply` (stripped), `usage` (prompt and generated tokens, the end-of-generation token counted) and
     `candidates` (always empty: one greedy or sampled reply). The `citations` input (from `PromptBuilder` in
@@ -107,7 +110,7 @@ class LlamaCppGenerator(Generator):
         model: str = "HuggingFaceTB/SmolLM2-135M-Instruct",
         n_threads: int | None = None,
         n_ctx: int = 4096,
-        repack_weights: bool = False,
+        repack_weights: bool | None = None,
         decoding: dict[str, Any] | None = None,
     ) -> None:
         problems = self.model_problem(model, "a GGUF file, a folder holding one, or a packaged model's name")
@@ -115,8 +118,8 @@ class LlamaCppGenerator(Generator):
             problems.append(f"n_threads must be None (half the available cores) or an integer >= 1, got {n_threads!r}")
         if not isinstance(n_ctx, int) or isinstance(n_ctx, bool) or n_ctx < 64:
             problems.append(f"n_ctx must be an integer >= 64 (tokens of prompt and reply), got {n_ctx!r}")
-        if not isinstance(repack_weights, bool):
-            problems.append(f"repack_weights must be true or false, got {repack_weights!r}")
+        if repack_weights is not None and not isinstance(repack_weights, bool):
+            problems.append(f"repack_weights must be null (on where it runs), true or false, got {repack_weights!r}")
         if problems:
             raise ConfigError("LlamaCppGenerator: " + "; ".join(problems))
         self.decoding = self._decoding_settings(decoding)
@@ -133,18 +136,26 @@ class LlamaCppGenerator(Generator):
         self._tokens: _TokenView | None = None
         self._grammars: dict[str, Any] = {}
         self._lock = threading.Lock()
+        self.repacked: bool | None = None
+        """Whether the loaded weights are in llama.cpp's repacked layouts (None until `warm_up()`)."""
 
     def warm_up(self) -> None:
         """Load the GGUF file into llama.cpp (once) and prepare the chat template and a configured JSON schema."""
         with self._lock:
             if self._llm is None:
-                self._llm, self._format, self._eog = _load(
-                    self.path, self.model, self._threads(), self.n_ctx, self.repack_weights
-                )
+                repack = self._repack()
+                self._llm, self._format, self._eog = _load(self.path, self.model, self._threads(), self.n_ctx, repack)
+                self.repacked = repack
                 # freed with the generator, or at exit before the interpreter tears llama_cpp's module down
                 weakref.finalize(self, self._llm.close)
                 self._tokens = _TokenView(self._llm)
-                logger.info("loaded %s into llama.cpp (%d threads, n_ctx %d)", self.path, self._threads(), self.n_ctx)
+                logger.info(
+                    "loaded %s into llama.cpp (%d threads, n_ctx %d, weights %s)",
+                    self.path,
+                    self._threads(),
+                    self.n_ctx,
+                    "repacked" if repack else "as stored",
+                )
             if self.decoding.json_schema is not None:
                 self._grammar(self.decoding.json_schema)
 
@@ -180,6 +191,26 @@ class LlamaCppGenerator(Generator):
 
     def check_decoding(self, config: DecodingConfig) -> None:
         check_llamacpp(config)
+
+    def _repack(self) -> bool:
+        """Whether to load with llama.cpp's repacked layouts (see `repack_weights`)."""
+        if self.repack_weights is False:
+            return False
+        failure = repacked_kernels_fail(self.path)
+        if failure is None:
+            return True
+        if self.repack_weights:
+            raise ModelLoadError(
+                f"LlamaCppGenerator: repack_weights is true but this llama.cpp build cannot run them: {failure}; "
+                f"{REBUILD_HINT}, or set repack_weights: false"
+            )
+        logger.warning(
+            "LlamaCppGenerator: llama.cpp's repacked weight layouts are off: %s; %s. Prompts run about 3x slower "
+            "without them.",
+            failure,
+            REBUILD_HINT,
+        )
+        return False
 
     def _threads(self) -> int:
         return self.n_threads or max(1, len(os.sched_getaffinity(0)) // 2)
