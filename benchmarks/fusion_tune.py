@@ -40,7 +40,7 @@ def main() -> None:
         report = tune_fusion(tuned_on, pipeline)
         low, high = report.gain_interval
         gain = report.held_out["tuned"] - report.held_out["baseline"]
-        check = compare_on(load_beir(DATA / name, other) if other else dataset, pipeline, report.chosen)
+        check = compare_on(load_beir(DATA / name, other) if other else dataset, pipeline, report)
         row = [
             name,
             f"{'synthetic (titles)' if synthetic else split}, {report.queries} queries",

@@ -16,6 +16,7 @@ import numpy as np
 from rag.core.errors import GenerationCancelled
 from rag.core.types import Chunk, ChunkLookup, Hit
 from rag.generate.base import Generator
+from rag.rerank.base import Reranker
 from rag.retrieve.base import Retriever
 
 
@@ -83,6 +84,19 @@ class HashRetriever(Retriever):
         order = np.argsort(-scores, kind="stable")[: top_k or self.top_k]
         chunks = self.chunks.get([self.ids[i] for i in order])
         return {"hits": [Hit(c, float(scores[i])) for c, i in zip(chunks, order, strict=True)]}
+
+
+class OverlapReranker(Reranker):
+    """Scores a passage by the share of the query's words of four letters or more that it contains."""
+
+    def __init__(self, top_k: int | None = None, score_threshold: float | None = None) -> None:
+        self.check_settings(top_k, score_threshold)
+        self.top_k = top_k
+        self.score_threshold = score_threshold
+
+    def score(self, query: str, texts: Sequence[str]) -> list[float]:
+        words = set(re.findall(r"\w{4,}", query.lower()))
+        return [len(words & set(re.findall(r"\w{4,}", text.lower()))) / max(1, len(words)) for text in texts]
 
 
 _PASSAGE = re.compile(r"\[1\] \([^)]*\) (.*?) \[1\]", re.S)

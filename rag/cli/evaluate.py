@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.table import Table
@@ -18,6 +19,9 @@ from rag.cli.common import (
     progress_bar,
 )
 from rag.core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from rag.eval.tune import TuneReport
 
 __all__ = ["eval_cmd", "train_group", "tune_cmd"]
 
@@ -150,7 +154,8 @@ def tune_cmd(
     top: int,
     as_json: bool,
 ) -> None:
-    """Learn a hybrid pipeline's fusion (method, k, leg weights, per-leg depth) from DATASET_DIR's judged queries.
+    """Learn a hybrid pipeline's fusion (method, k, leg weights, per-leg depth) from DATASET_DIR's judged queries,
+    and where a reranker takes its candidates, how many it reranks and how its scores are blended.
 
     Reports the cross-validated (held-out) nDCG@10 gain over the pipeline as it is, and writes the pipeline with
     the settings best on all the queries (--out).
@@ -168,28 +173,17 @@ def tune_cmd(
         report = tune_fusion(dataset, used, folds=folds, force=force)
         data = report.to_dict()
         if report_split:
-            data["report"] = compare_on(load_beir(dataset_dir, report_split), used, report.chosen)
+            data["report"] = compare_on(load_beir(dataset_dir, report_split), used, report)
         if out_file:
-            tuned = pipeline_from_dict(with_fusion(used, report.chosen), allowed, out_file)
+            tuned = pipeline_from_dict(with_fusion(used, report), allowed, out_file)
             Path(out_file).write_text(dump_pipeline(tuned), encoding="utf-8")
     if as_json:
         emit(data)
         return
-    table = Table(title=f"{dataset.name} ({dataset.split}, {report.queries} queries): fusion '{report.fusion}'")
-    table.add_column("candidate")
-    table.add_column("nDCG@10 (all queries)", justify="right")
-    for candidate, score in report.tried[:top]:
-        marks = " (chosen)" if candidate == report.chosen else ""
-        marks += " (the pipeline's)" if candidate == report.baseline else ""
-        table.add_row(candidate.label() + marks, f"{score:.4f}")
-    out.print(table)
-    low, high = data["gain_interval_95"]
-    click.echo(
-        f"held out ({report.folds} folds): tuned {data['held_out']['tuned']:.4f} against the pipeline's "
-        f"{data['held_out']['baseline']:.4f}, gain {data['gain']:+.4f} (95% interval {low:+.4f} to {high:+.4f})"
-    )
-    if report.chosen == report.baseline:
-        click.echo("kept the pipeline's own fusion: the held-out gain's interval does not exclude zero")
+    _print_stage(report, f"{dataset.name} ({dataset.split}, {report.queries} queries): fusion '{report.fusion}'", top)
+    if report.rerank is not None:
+        title = f"reranking by '{report.rerank.fusion}' after the chosen fusion: how many candidates, which blend"
+        _print_stage(report.rerank, title, top)
     if "report" in data:
         other = data["report"]
         low, high = other["gain_interval_95"]
@@ -200,6 +194,26 @@ def tune_cmd(
         )
     if out_file:
         click.echo(f"wrote {out_file}")
+
+
+def _print_stage(report: TuneReport, title: str, top: int) -> None:
+    """One tuned stage: the best candidates and the held-out estimate."""
+    table = Table(title=title)
+    table.add_column("candidate")
+    table.add_column("nDCG@10 (all queries)", justify="right")
+    for candidate, score in report.tried[:top]:
+        marks = " (chosen)" if candidate == report.chosen else ""
+        marks += " (the pipeline's)" if candidate == report.baseline else ""
+        table.add_row(candidate.label() + marks, f"{score:.4f}")
+    out.print(table)
+    low, high = report.gain_interval
+    tuned, baseline = report.held_out["tuned"], report.held_out["baseline"]
+    click.echo(
+        f"held out ({report.folds} folds): tuned {tuned:.4f} against the pipeline's {baseline:.4f}, "
+        f"gain {tuned - baseline:+.4f} (95% interval {low:+.4f} to {high:+.4f})"
+    )
+    if report.chosen == report.baseline:
+        click.echo("kept the pipeline's own settings: the held-out gain's interval does not exclude zero")
 
 
 @click.group("train")

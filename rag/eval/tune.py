@@ -28,6 +28,15 @@ from rag.core.types import Hit
 from rag.eval.beir import BeirDataset
 from rag.eval.metrics import evaluate_run, mean
 from rag.eval.runner import load_corpus_index
+from rag.eval.tune_rerank import (
+    RerankCandidate,
+    RerankStage,
+    candidate_of_stage,
+    rerank_grid,
+    rerank_scores,
+    rerank_stage,
+    reranker_scores,
+)
 from rag.fuse.rrf import ReciprocalRankFusion
 from rag.fuse.score import ScoreFusion
 from rag.indexer import retrievers
@@ -80,19 +89,22 @@ class TuneReport:
     """What `tune_fusion` tried and chose; the scores are nDCG@10."""
 
     fusion: str
-    """The name of the tuned component in the pipeline."""
+    """The name of the tuned component in the pipeline (for the `rerank` stage: the reranker)."""
     queries: int
     folds: int
-    baseline: Candidate
-    chosen: Candidate
+    baseline: Any
+    """The pipeline's own settings: a `Candidate` (for the `rerank` stage, a `RerankCandidate`)."""
+    chosen: Any
     """The best candidate on all the queries when the held-out gain's interval is above zero, else `baseline`."""
-    tried: list[tuple[Candidate, float]]
+    tried: list[tuple[Any, float]]
     """Every candidate with its mean over all the queries, best first."""
     held_out: dict[str, float]
     """Cross-validated: `tuned` (each fold scored with the candidate best on the others), `baseline`."""
     gain_interval: tuple[float, float]
     """Bootstrap 95% interval of the held-out gain (tuned - baseline)."""
     folds_chose: list[str] = field(default_factory=list)
+    rerank: TuneReport | None = None
+    """For a pipeline that reranks the fused candidates: its depth and blend, tuned with the chosen fusion."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -106,7 +118,7 @@ class TuneReport:
             "gain_interval_95": list(self.gain_interval),
             "folds_chose": self.folds_chose,
             "tried": [{"candidate": c.label(), "ndcg@10": score} for c, score in self.tried],
-        }
+        } | ({"rerank": self.rerank.to_dict()} if self.rerank is not None else {})
 
 
 def fusion_of(pipeline: Pipeline) -> tuple[str, list[str]]:
@@ -138,7 +150,47 @@ def tune_fusion(
     baseline = candidate_of(pipeline.components[name])
     candidates = {c.label(): c for c in [baseline, *grid(len(legs))]}  # the baseline first: it wins ties
     per_query = {label: candidate_scores(c, lists, dataset) for label, c in candidates.items()}
-    qids = list(dataset.queries)
+    report = _cross_validated(name, candidates, per_query, baseline.label(), folds, seed)
+    stage = rerank_stage(pipeline, name)
+    if stage is not None:
+        report.rerank = _tune_rerank(dataset, pipeline, stage, report.chosen, lists, folds, seed)
+    return report
+
+
+def _tune_rerank(
+    dataset: BeirDataset,
+    pipeline: Pipeline,
+    stage: RerankStage,
+    fusion: Candidate,
+    lists: dict[str, list[list[Hit]]],
+    folds: int,
+    seed: int,
+) -> TuneReport:
+    """The reranking depth and blend (`rag.eval.tune_rerank`), with `fusion` as the first stage."""
+    own = candidate_of_stage(pipeline, stage)
+    candidates = {c.label(): c for c in [own, *rerank_grid(stage, own)]}
+    fused = _fused(fusion, lists, max(c.depth for c in candidates.values()))
+    reranker = stage.reranker_in(pipeline)
+    scores = reranker_scores(reranker, dataset, fused, max(c.depth for c in candidates.values()))
+    per_query = {label: rerank_scores(c, fused, scores, reranker, dataset) for label, c in candidates.items()}
+    return _cross_validated(stage.reranker, candidates, per_query, own.label(), folds, seed)
+
+
+def _fused(fusion: Candidate, lists: dict[str, list[list[Hit]]], depth: int) -> dict[str, list[Hit]]:
+    component = fusion.build(top_k=depth)
+    return {qid: component.run(hits=legs)["hits"] for qid, legs in lists.items()}
+
+
+def _cross_validated(
+    name: str,
+    candidates: dict[str, Any],
+    per_query: dict[str, dict[str, float]],
+    baseline: str,
+    folds: int,
+    seed: int,
+) -> TuneReport:
+    """Each fold scored with the candidate best on the other folds; the gain over `baseline` with its interval."""
+    qids = list(per_query[baseline])
     order = random.Random(seed).sample(qids, len(qids))
     fold_of = {qid: i % folds for i, qid in enumerate(order)}
     tuned: dict[str, float] = {}
@@ -148,7 +200,7 @@ def tune_fusion(
         best = max(per_query, key=lambda label: float(np.mean([per_query[label][q] for q in train])))
         chose.append(best)
         tuned |= {q: per_query[best][q] for q in qids if fold_of[q] == fold}
-    gains = np.array([tuned[q] - per_query[baseline.label()][q] for q in qids])
+    gains = np.array([tuned[q] - per_query[baseline][q] for q in qids])
     means = {label: mean(scores) for label, scores in per_query.items()}
     tried = sorted(((candidates[label], score) for label, score in means.items()), key=lambda item: -item[1])
     interval = bootstrap_interval(gains, seed)
@@ -156,22 +208,30 @@ def tune_fusion(
         fusion=name,
         queries=len(qids),
         folds=folds,
-        baseline=baseline,
-        chosen=tried[0][0] if interval[0] > 0 else baseline,  # a gain that may be noise changes nothing
+        baseline=candidates[baseline],
+        chosen=tried[0][0] if interval[0] > 0 else candidates[baseline],  # a gain that may be noise changes nothing
         tried=tried,
-        held_out={"tuned": mean(tuned), "baseline": means[baseline.label()]},
+        held_out={"tuned": mean(tuned), "baseline": means[baseline]},
         gain_interval=interval,
         folds_chose=chose,
     )
 
 
-def compare_on(dataset: BeirDataset, pipeline: Pipeline, chosen: Candidate) -> dict[str, Any]:
-    """The pipeline's fusion as it is against `chosen` on other queries (a test split): nDCG@10 of each and the
-    bootstrap 95% interval of the gain."""
+def compare_on(dataset: BeirDataset, pipeline: Pipeline, report: TuneReport) -> dict[str, Any]:
+    """The pipeline as it is against the settings `report` chose, on other queries (a test split): nDCG@10 of each
+    and the bootstrap 95% interval of the gain. A reranked pipeline is scored on its reranked answer."""
     name, legs = fusion_of(pipeline)
     lists = leg_lists(dataset, pipeline, legs)
-    before = candidate_scores(candidate_of(pipeline.components[name]), lists, dataset)
-    after = candidate_scores(chosen, lists, dataset)
+    own = candidate_of(pipeline.components[name])
+    stage = rerank_stage(pipeline, name)
+    if stage is None:
+        before = candidate_scores(own, lists, dataset)
+        after = candidate_scores(report.chosen, lists, dataset)
+    else:
+        assert report.rerank is not None
+        known: dict[str, dict[str, float]] = {}  # the two settings mostly rerank the same candidates
+        before = _answer_scores(dataset, pipeline, stage, lists, own, candidate_of_stage(pipeline, stage), known)
+        after = _answer_scores(dataset, pipeline, stage, lists, report.chosen, report.rerank.chosen, known)
     gains = np.array([after[q] - before[q] for q in dataset.queries])
     return {
         "split": dataset.split,
@@ -182,11 +242,38 @@ def compare_on(dataset: BeirDataset, pipeline: Pipeline, chosen: Candidate) -> d
     }
 
 
-def with_fusion(pipeline: Pipeline, chosen: Candidate) -> dict[str, Any]:
-    """The pipeline as plain data (for YAML) with its fusion replaced by `chosen`, its own `top_k` kept."""
+def _answer_scores(
+    dataset: BeirDataset,
+    pipeline: Pipeline,
+    stage: RerankStage,
+    lists: dict[str, list[list[Hit]]],
+    fusion: Candidate,
+    rerank: RerankCandidate,
+    known: dict[str, dict[str, float]],
+) -> dict[str, float]:
+    fused = _fused(fusion, lists, rerank.depth)
+    reranker = stage.reranker_in(pipeline)
+    scores = reranker_scores(reranker, dataset, fused, rerank.depth, known)
+    return rerank_scores(rerank, fused, scores, reranker, dataset)
+
+
+def with_fusion(pipeline: Pipeline, report: TuneReport) -> dict[str, Any]:
+    """The pipeline as plain data (for YAML) with the settings `report` chose: its fusion replaced (its own
+    `top_k` kept, or set to the tuned reranking depth) and a reranked pipeline's blend replaced."""
     name, _ = fusion_of(pipeline)
     data = pipeline.to_dict()
+    chosen: Candidate = report.chosen
     top_k = pipeline.components[name].settings.get("top_k")
+    stage = rerank_stage(pipeline, name)
+    if stage is not None and report.rerank is not None:
+        rerank: RerankCandidate = report.rerank.chosen
+        top_k = rerank.depth
+        if stage.blend is not None and rerank.blend_type is not None:
+            blend_top_k = pipeline.components[stage.blend].settings.get("top_k")
+            data["components"][stage.blend] = {
+                "type": rerank.blend_type,
+                "init": {**rerank.blend_settings, "top_k": blend_top_k},
+            }
     data["components"][name] = {"type": chosen.type, "init": {**chosen.settings, "top_k": top_k}}
     return data
 
