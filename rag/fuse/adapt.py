@@ -15,6 +15,7 @@ learn from and the fusion keeps equal weights. The estimate is stored with the i
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections.abc import Iterable, Sequence
@@ -56,6 +57,12 @@ class LegWeights:
     weights: tuple[float, ...]
     queries: int
     method: str
+
+    @functools.cached_property
+    def description(self) -> str:
+        """As a run's report shows it: "weights learned from 400 titles: bm25 1.07, dense 0.93"."""
+        pairs = ", ".join(f"{leg} {weight:g}" for leg, weight in zip(self.legs, self.weights, strict=True))
+        return f"weights learned from {self.queries} titles: {pairs}"
 
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)

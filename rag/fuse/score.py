@@ -116,10 +116,5 @@ class ScoreFusion(Component):
         if self.estimate is None or len(self.estimate.weights) != count:
             note("weights: equal (no estimate from the index)")
             return None
-        note(
-            f"weights learned from {self.estimate.queries} titles: "
-            + ", ".join(
-                f"{leg} {weight:g}" for leg, weight in zip(self.estimate.legs, self.estimate.weights, strict=True)
-            )
-        )
+        note(self.estimate.description)  # made once per estimate, not per query
         return list(self.estimate.weights)
