@@ -27,13 +27,19 @@ REBUILD_HINT = (
 _PROBE = """
 import sys
 import llama_cpp
-from rag.generate.llamacpp_generator import _model_params
-with _model_params(use_extra_bufts=True):
-    llm = llama_cpp.Llama(model_path=sys.argv[1], n_ctx=256, n_threads=1, n_threads_batch=1, verbose=False)
+import llama_cpp.llama_cpp as bindings
+defaults = bindings.llama_model_default_params
+def repacked():
+    params = defaults()
+    params.use_extra_bufts = True
+    return params
+bindings.llama_model_default_params = repacked
+llm = llama_cpp.Llama(model_path=sys.argv[1], n_ctx=256, n_threads=1, n_threads_batch=1, verbose=False)
 tokens = [i % llm.n_vocab() for i in range(1, 65)]
 llm.eval(tokens)      # a prompt batch: the matrix kernels
 llm.eval(tokens[:1])  # one token: the vector kernels
 """
+"""Run by `sys.executable`; it imports only llama_cpp, so it works wherever this process can import it."""
 
 
 def cpu_has_amx(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
