@@ -29,6 +29,7 @@ from rag.eval.beir import BeirDataset
 from rag.eval.metrics import evaluate_run, mean
 from rag.eval.runner import load_corpus_index
 from rag.eval.tune_rerank import (
+    ALL,
     RerankCandidate,
     RerankStage,
     candidate_of_stage,
@@ -55,7 +56,7 @@ __all__ = [
 
 MIN_QUERIES = 20
 """Fewer judged queries than this give an estimate too noisy to tune on (refused unless forced)."""
-DEPTH = 100
+DEPTH = ALL
 """How deep the legs run; candidates cut their lists to their own `list_top_k`."""
 _RRF_K = (10, 30, 60, 100)
 _METHODS = ("minmax", "zscore", "dbsf")
@@ -169,9 +170,10 @@ def _tune_rerank(
     """The reranking depth and blend (`rag.eval.tune_rerank`), with `fusion` as the first stage."""
     own = candidate_of_stage(pipeline, stage)
     candidates = {c.label(): c for c in [own, *rerank_grid(stage, own)]}
-    fused = _fused(fusion, lists, max(c.depth for c in candidates.values()))
+    deepest = max(c.depth for c in candidates.values())
+    fused = _fused(fusion, lists, deepest)
     reranker = stage.reranker_in(pipeline)
-    scores = reranker_scores(reranker, dataset, fused, max(c.depth for c in candidates.values()))
+    scores = reranker_scores(reranker, dataset, fused, deepest)
     per_query = {label: rerank_scores(c, fused, scores, reranker, dataset) for label, c in candidates.items()}
     return _cross_validated(stage.reranker, candidates, per_query, own.label(), folds, seed)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from rag.core.errors import PipelineError
 from rag.core.pipeline import Pipeline
 from rag.core.types import Hit
 from rag.eval.beir import BeirDataset
@@ -22,6 +23,7 @@ from rag.fuse.score import ScoreFusion
 from rag.rerank.base import Reranker
 
 __all__ = [
+    "ALL",
     "BLEND_WEIGHTS",
     "DEPTHS",
     "RerankCandidate",
@@ -35,6 +37,8 @@ __all__ = [
 
 DEPTHS = (10, 20, 30, 50)
 """Candidates handed to the reranker, besides the pipeline's own number."""
+ALL = 100
+"""The depth of a fusion that keeps every candidate (`top_k: null`): as deep as `rag tune` runs the legs."""
 BLEND_WEIGHTS = tuple(round(0.1 * i, 1) for i in range(1, 10))
 """The first stage's share of a blend's weight (the reranker has the rest)."""
 _BLEND_METHODS = ("minmax", "zscore", "dbsf")
@@ -91,14 +95,20 @@ def rerank_stage(pipeline: Pipeline, fusion: str) -> RerankStage | None:
     blends = [
         name
         for name, component in pipeline.components.items()
-        if isinstance(component, ReciprocalRankFusion | ScoreFusion) and senders(name) == [fusion, reranker]
+        if isinstance(component, ReciprocalRankFusion | ScoreFusion) and set(senders(name)) == {fusion, reranker}
     ]
+    if blends and senders(blends[0]) != [fusion, reranker]:
+        raise PipelineError(
+            f"pipeline '{pipeline.name}': '{blends[0]}' blends '{reranker}' before '{fusion}'; connect the first "
+            f"stage first ({fusion}.hits, then {reranker}.hits), so that its weights read first stage, reranker"
+        )
     return RerankStage(fusion, reranker, blends[0] if blends else None)
 
 
 def candidate_of_stage(pipeline: Pipeline, stage: RerankStage) -> RerankCandidate:
-    """The pipeline's own depth (its fusion's `top_k`) and blend as a candidate."""
-    depth = pipeline.components[stage.fusion].settings.get("top_k") or 10
+    """The pipeline's own depth (its fusion's `top_k`; a fusion keeping every candidate counts as `ALL`) and
+    blend as a candidate."""
+    depth = pipeline.components[stage.fusion].settings.get("top_k") or ALL
     if stage.blend is None:
         return RerankCandidate(depth)
     blend = pipeline.components[stage.blend]

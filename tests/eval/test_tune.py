@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -235,3 +236,16 @@ def test_scores_already_known_are_not_computed_again() -> None:
     # d1 holds both query words: reranked first, whatever its fused rank
     scores = rerank_scores(RerankCandidate(5), {"q": hits}, known, reranker, dataset)
     assert scores["q"] == pytest.approx(1.0)
+
+
+def test_a_blend_fed_reranker_first_is_refused_with_what_to_connect() -> None:
+    pipeline = reranked(OverlapReranker())
+    data = pipeline.to_dict()
+    blend = [c for c in data["connections"] if c["receiver"] == "blend.hits"]
+    others = [c for c in data["connections"] if c["receiver"] != "blend.hits"]
+    data["connections"] = others + blend[::-1]
+    flipped = pipeline_from_dict(data, ["tests.fakes.HashRetriever", "tests.fakes.OverlapReranker"], "flipped")
+    with pytest.raises(
+        PipelineError, match=re.escape("connect the first stage first (fusion.hits, then reranker.hits)")
+    ):
+        rerank_stage(flipped, "fusion")
