@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from report import DATA, PAGE, command_line, header, markdown_table, write_section
+from report import DATA, PAGE, command_line, header, markdown_table, tuned_cells, write_section
 
 from rag.core.serialization import load_pipeline
 from rag.eval.beir import load_beir
@@ -38,15 +38,11 @@ def main() -> None:
         tuned_on = synthetic_dataset(dataset) if synthetic else dataset
         pipeline = load_pipeline("hybrid")
         report = tune_fusion(tuned_on, pipeline)
-        low, high = report.gain_interval
-        gain = report.held_out["tuned"] - report.held_out["baseline"]
         check = compare_on(load_beir(DATA / name, other) if other else dataset, pipeline, report)
         row = [
             name,
             f"{'synthetic (titles)' if synthetic else split}, {report.queries} queries",
-            f"{report.held_out['baseline']:.4f} → {report.held_out['tuned']:.4f}"
-            f" ({gain:+.4f}, {low:+.4f} to {high:+.4f})",
-            "shipped kept" if report.chosen == report.baseline else report.chosen.label(),
+            *tuned_cells(report),
             f"{check['split']}: {check['baseline']:.4f} → {check['tuned']:.4f}"
             f" ({check['gain_interval_95'][0]:+.4f} to {check['gain_interval_95'][1]:+.4f})",
         ]

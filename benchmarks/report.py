@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from rag.eval.beir import BeirDataset
+    from rag.eval.tune import TuneReport
     from rag.retrieve.base import Retriever
 
 REPO = Path(__file__).resolve().parents[1]
@@ -71,3 +72,13 @@ def hybrid_legs(split: str = "test") -> tuple[BeirDataset, list[Retriever]]:
     pipeline = load_pipeline("hybrid")
     evaluate(dataset, pipeline, top_k=100)  # loads (or builds) the index into the pipeline's retrievers
     return dataset, list(retrievers(pipeline).values())
+
+
+def tuned_cells(report: TuneReport) -> list[str]:
+    """A `rag tune` stage as two table cells: held-out shipped -> tuned (gain, 95% interval), and what was chosen."""
+    low, high = report.gain_interval
+    held_out = (
+        f"{report.held_out['baseline']:.4f} → {report.held_out['tuned']:.4f} ({report.gain:+.4f}, "
+        f"{low:+.4f} to {high:+.4f})"
+    )
+    return [held_out, "shipped kept" if report.chosen == report.baseline else report.chosen.label()]

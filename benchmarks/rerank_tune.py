@@ -19,7 +19,7 @@ import dataclasses
 import time
 from pathlib import Path
 
-from report import DATA, PAGE, command_line, header, markdown_table, write_section
+from report import DATA, PAGE, command_line, header, markdown_table, tuned_cells, write_section
 
 from rag.core.serialization import load_pipeline
 from rag.eval.beir import load_beir
@@ -27,14 +27,7 @@ from rag.eval.tune import TuneReport, compare_on, tune_fusion
 
 
 def stage_row(stage: str, report: TuneReport) -> list[str]:
-    low, high = report.gain_interval
-    gain = report.held_out["tuned"] - report.held_out["baseline"]
-    return [
-        stage,
-        f"{report.held_out['baseline']:.4f} → {report.held_out['tuned']:.4f} ({gain:+.4f}, {low:+.4f} to {high:+.4f})",
-        "shipped kept" if report.chosen == report.baseline else report.chosen.label(),
-        report.baseline.label(),
-    ]
+    return [stage, *tuned_cells(report), report.baseline.label()]
 
 
 def main() -> None:

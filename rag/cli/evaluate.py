@@ -210,7 +210,7 @@ def _print_stage(report: TuneReport, title: str, top: int) -> None:
     tuned, baseline = report.held_out["tuned"], report.held_out["baseline"]
     click.echo(
         f"held out ({report.folds} folds): tuned {tuned:.4f} against the pipeline's {baseline:.4f}, "
-        f"gain {tuned - baseline:+.4f} (95% interval {low:+.4f} to {high:+.4f})"
+        f"gain {report.gain:+.4f} (95% interval {low:+.4f} to {high:+.4f})"
     )
     if report.chosen == report.baseline:
         click.echo("kept the pipeline's own settings: the held-out gain's interval does not exclude zero")

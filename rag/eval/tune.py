@@ -107,6 +107,11 @@ class TuneReport:
     rerank: TuneReport | None = None
     """For a pipeline that reranks the fused candidates: its depth and blend, tuned with the chosen fusion."""
 
+    @property
+    def gain(self) -> float:
+        """The held-out gain, tuned - baseline."""
+        return self.held_out["tuned"] - self.held_out["baseline"]
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "fusion": self.fusion,
@@ -115,7 +120,7 @@ class TuneReport:
             "baseline": self.baseline.label(),
             "chosen": self.chosen.label(),
             "held_out": self.held_out,
-            "gain": self.held_out["tuned"] - self.held_out["baseline"],
+            "gain": self.gain,
             "gain_interval_95": list(self.gain_interval),
             "folds_chose": self.folds_chose,
             "tried": [{"candidate": c.label(), "ndcg@10": score} for c, score in self.tried],
